@@ -1,0 +1,314 @@
+"""Checkpoints: the official Locater naming <-> ours, loading with clear errors, export.
+
+:data:`OFFICIAL_TO_OURS` is the only place that knows both namings.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from locater.config import load_config
+from locater.model.build import build_model_from_section
+from locater.model.locater import Locater
+
+logger = logging.getLogger(__name__)
+
+# (official template, our template). Placeholders: {i} an integer kept as is, {rest} any suffix,
+# {conv} the official mask-head Sequential index (2 * i, Upsample layers sit between the convolutions).
+OFFICIAL_TO_OURS: list[tuple[str, str]] = [
+    ("vision_encoder.pre_logits.fc.{rest}", "vision_encoder.pre_logits.{rest}"),
+    ("vision_encoder.{rest}", "vision_encoder.vit.{rest}"),
+    ("lang_encoder.emb.{rest}", "text_encoder.embedding.{rest}"),
+    ("lang_encoder.lang_model.{rest}", "text_encoder.lstm.{rest}"),
+    ("lang_encoder.norm.{rest}", "text_encoder.norm.{rest}"),
+    ("trans_fusion.{i}.modal_embed", "fusion.{i}.modality_embed"),
+    ("trans_fusion.{i}.blocks.{rest}", "fusion.{i}.joint_blocks.{rest}"),
+    ("trans_fusion.{i}.pos_blocks.{rest}", "fusion.{i}.vision_blocks.{rest}"),
+    ("trans_fusion.{i}.norm.{rest}", "fusion.{i}.norm.{rest}"),
+    ("globalmem_writer.c_func.0.{rest}", "global_memory.candidate_mlp.{rest}"),
+    ("globalmem_writer.o_func.0.q.{rest}", "global_memory.address_query.{rest}"),
+    ("globalmem_writer.o_func.0.k.{rest}", "global_memory.address_key.{rest}"),
+    ("globalmem_writer.m_func.{rest}", "global_memory.retain_mlp.{rest}"),
+    ("globalmem_writer.post_func.{rest}", "global_memory.add_mlp.{rest}"),
+    ("globalmem_writer.norm1.{rest}", "global_memory.input_norm.{rest}"),
+    ("globalmem_writer.norm2.{rest}", "global_memory.output_norm.{rest}"),
+    ("localmem_writer.c_func.0.{rest}", "local_memory.candidate_mlp.{rest}"),
+    ("localmem_writer.c_func.1.{rest}", "local_memory.candidate_norm.{rest}"),
+    ("localmem_writer.o_func.0.q.{rest}", "local_memory.address_query.{rest}"),
+    ("localmem_writer.o_func.0.k.{rest}", "local_memory.address_key.{rest}"),
+    ("localmem_writer.m_func.{rest}", "local_memory.retain_mlp.{rest}"),
+    ("localmem_writer.post_func.{rest}", "local_memory.add_mlp.{rest}"),
+    ("localmem_writer.mask_enc.{rest}", "local_memory.mask_encoder.{rest}"),
+    ("localmem_writer.norm1.{rest}", "local_memory.input_norm.{rest}"),
+    ("localmem_writer.norm2.{rest}", "local_memory.output_norm.{rest}"),
+    ("mem_reader.0.{rest}", "memory_reader.attention.{rest}"),
+    ("mem_reader.1.{rest}", "memory_reader.norm.{rest}"),
+    ("aux_decoders.{i}.0.{rest}", "aux_heads.{i}.conv_in.{rest}"),
+    ("aux_decoders.{i}.1.{rest}", "aux_heads.{i}.norm.{rest}"),
+    ("aux_decoders.{i}.3.{rest}", "aux_heads.{i}.conv_out.{rest}"),
+    ("query_generator.vis_proj.{rest}", "query_generator.context_mlp.{rest}"),
+    ("query_generator.lin_proj.{rest}", "query_generator.key_mlp.{rest}"),
+    ("query_generator.value_proj.{rest}", "query_generator.value_mlp.{rest}"),
+    ("query_generator.norm.{rest}", "query_generator.norm.{rest}"),
+    ("main_dec_net.q.{rest}", "mask_decoder.feature_proj.{rest}"),
+    ("main_dec_net.k.{rest}", "mask_decoder.query_proj.{rest}"),
+    ("main_dec_net.mask_head.{conv}.{rest}", "mask_decoder.convs.{i}.{rest}"),
+]
+
+OFFICIAL_PREFIXES = ("lang_encoder.", "trans_fusion.", "main_dec_net.", "mem_reader.", "localmem_writer.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint does not fit the model, or cannot be read."""
+
+
+def _compile(template: str) -> re.Pattern:
+    pattern = re.escape(template)
+    pattern = pattern.replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{conv\}", r"(?P<conv>\d+)")
+    pattern = pattern.replace(r"\{rest\}", r"(?P<rest>.+)")
+    return re.compile(f"^{pattern}$")
+
+
+_FORWARD = [(_compile(official), ours) for official, ours in OFFICIAL_TO_OURS]
+_BACKWARD = [(_compile(ours.replace("convs.{i}", "convs.{conv}")), official) for official, ours in OFFICIAL_TO_OURS]
+
+
+def official_to_ours_key(key: str) -> str:
+    """Our name of an official key (``KeyError`` when no rule knows it)."""
+    for pattern, template in _FORWARD:
+        match = pattern.match(key)
+        if match:
+            groups = match.groupdict()
+            if "conv" in groups:
+                index = int(groups.pop("conv"))
+                if index % 2:
+                    break
+                groups["i"] = str(index // 2)
+            return template.format(**groups)
+    raise KeyError(f"no mapping for official key {key!r}")
+
+
+def ours_to_official_key(key: str) -> str:
+    """The official name of one of our keys (``KeyError`` when no rule knows it)."""
+    for pattern, template in _BACKWARD:
+        match = pattern.match(key)
+        if match:
+            groups = match.groupdict()
+            if "conv" in groups:
+                groups["conv"] = str(2 * int(groups["conv"]))
+            return template.format(**groups)
+    raise KeyError(f"no official name for key {key!r}")
+
+
+def strip_module_prefix(state: Mapping[str, Any]) -> dict[str, Any]:
+    """Remove DDP's ``module.`` prefix when every key carries it."""
+    if state and all(key.startswith("module.") for key in state):
+        return {key[len("module.") :]: value for key, value in state.items()}
+    return dict(state)
+
+
+def is_official_state_dict(state: Mapping[str, Any]) -> bool:
+    """Whether a (prefix-stripped) state dict uses the official naming."""
+    return any(key.startswith(OFFICIAL_PREFIXES) for key in state)
+
+
+def official_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename an official state dict (``module.`` prefix allowed) into ours."""
+    converted, unknown = {}, []
+    for key, value in strip_module_prefix(state).items():
+        try:
+            converted[official_to_ours_key(key)] = value
+        except KeyError:
+            unknown.append(key)
+    if unknown:
+        raise CheckpointError(f"{len(unknown)} keys of the official checkpoint have no mapping: {unknown[:20]}")
+    return converted
+
+
+def ours_to_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename our state dict into the official naming."""
+    return {ours_to_official_key(key): value for key, value in state.items()}
+
+
+def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint file or mapping, in OUR naming.
+
+    Accepts our training checkpoints (a dict with a ``model`` entry), plain state dicts in our naming, and
+    official checkpoints (with or without ``module.``).
+    """
+    if isinstance(source, Mapping):
+        raw = dict(source)
+        name = "<state dict>"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise CheckpointError(f"checkpoint not found: {path}")
+        try:
+            raw = torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:  # corrupt or truncated file: say which
+            raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
+        name = str(path)
+        if not isinstance(raw, Mapping):
+            raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
+    if "model" in raw and isinstance(raw["model"], Mapping):
+        raw = dict(raw["model"])
+    elif "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
+        raw = dict(raw["state_dict"])
+    state = strip_module_prefix(raw)
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{name}: does not look like a model state dict")
+    return official_to_ours(state) if is_official_state_dict(state) else state
+
+
+def _describe_mismatch(model_state: Mapping, state: Mapping, limit: int = 25) -> str | None:
+    missing = sorted(set(model_state) - set(state))
+    unexpected = sorted(set(state) - set(model_state))
+    misshaped = sorted(
+        f"{key}: checkpoint {tuple(state[key].shape)} vs model {tuple(model_state[key].shape)}"
+        for key in set(model_state) & set(state)
+        if tuple(state[key].shape) != tuple(model_state[key].shape)
+    )
+    if not (missing or unexpected or misshaped):
+        return None
+    lines = []
+    for title, items in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped)):
+        if items:
+            shown = "\n    ".join(items[:limit])
+            more = f"\n    ... and {len(items) - limit} more" if len(items) > limit else ""
+            lines.append(f"  {len(items)} {title} keys:\n    {shown}{more}")
+    return "\n".join(lines)
+
+
+def load_checkpoint(model: Locater, source: str | Path | Mapping[str, Any], strict: bool = True) -> Locater:
+    """Load ours or an official checkpoint into ``model``.
+
+    Raises :class:`CheckpointError` listing every missing, unexpected and mis-shaped key; nothing is skipped
+    silently. With ``strict=False`` only the auxiliary heads may be absent from the checkpoint (checkpoints
+    exported without them).
+    """
+    state = read_state_dict(source)
+    model_state = model.state_dict()
+    if not strict:
+        for key in list(model_state):
+            if key.startswith("aux_heads.") and key not in state:
+                state[key] = model_state[key]
+    problem = _describe_mismatch(model_state, state)
+    if problem:
+        name = source if isinstance(source, (str, Path)) else "<state dict>"
+        raise CheckpointError(f"checkpoint {name} does not fit the model:\n{problem}")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def infer_model_config(state: Mapping[str, torch.Tensor]) -> dict:
+    """Architecture of an official (or our) state dict, as a ``model`` config section (sizes the tensors fix)."""
+    ours = official_to_ours(strip_module_prefix(state)) if is_official_state_dict(strip_module_prefix(state)) else (
+        strip_module_prefix(state)
+    )
+
+    def count(prefix: str) -> int:
+        found = {int(m.group(1)) for key in ours if (m := re.match(re.escape(prefix) + r"(\d+)\.", key))}
+        return max(found) + 1 if found else 0
+
+    try:
+        embed = ours["vision_encoder.vit.cls_token"].shape[-1]
+        patch_weight = ours["vision_encoder.vit.patch_embed.proj.weight"]
+        num_tokens = ours["vision_encoder.vit.pos_embed"].shape[1] - 1
+        embedding = ours["text_encoder.embedding.weight"]
+        hidden = ours["text_encoder.lstm.weight_hh_l0"].shape[1]
+        decoder_width = ours["mask_decoder.convs.0.weight"].shape[0]
+    except KeyError as error:
+        raise CheckpointError(f"cannot infer the architecture: key {error} is missing") from error
+    grid = int(round(num_tokens**0.5))
+    if grid * grid != num_tokens:
+        raise CheckpointError(f"position embedding holds {num_tokens} patches, not a square grid")
+    patch = patch_weight.shape[-1]
+    num_convs = count("mask_decoder.convs.")
+    if 2 ** (num_convs - 1) != patch:
+        raise CheckpointError(f"mask decoder has {num_convs} convolutions, which does not fit {patch}-pixel patches")
+    memory_keys = [key for key in ours if key.startswith("global_memory.") or key.startswith("local_memory.")]
+    section = {
+        "image_size": grid * patch,
+        "patch_size": patch,
+        "in_chans": patch_weight.shape[1],
+        "embed_dim": embed,
+        "vision": {"depth": count("vision_encoder.vit.blocks.")},
+        "text": {
+            "vocab_size": embedding.shape[0],
+            "word_dim": embedding.shape[1],
+            "hidden_size": hidden,
+            "num_layers": sum(1 for key in ours if re.fullmatch(r"text_encoder\.lstm\.weight_ih_l\d+", key)),
+        },
+        "fusion": {
+            "num_stages": count("fusion."),
+            "joint_depth": count("fusion.0.joint_blocks."),
+            "vision_depth": count("fusion.0.vision_blocks."),
+        },
+        "decoder_width": decoder_width,
+        "aux_heads": any(key.startswith("aux_heads.") for key in ours),
+    }
+    if not any(key.startswith("global_memory.") for key in memory_keys):
+        section["global_memory"] = {"size": 0.0}
+    if not any(key.startswith("local_memory.") for key in memory_keys):
+        section["local_memory"] = {"size": 0.0}
+    return section
+
+
+def from_official(
+    checkpoint: str | Path | Mapping[str, torch.Tensor],
+    global_mem_size: float | None = None,
+    local_mem_size: float | None = None,
+    N1: int | None = None,  # noqa: N803 (the official argument name)
+    mask_history: bool | None = None,
+    **model_overrides: Any,
+) -> Locater:
+    """Build Locater from an official checkpoint, inferring image size, patch size, K and every depth.
+
+    Args:
+        checkpoint: path or state dict in the official format (our format is accepted too).
+        global_mem_size, local_mem_size: memory sizes in frames (official defaults 1.5 and 2); they are not
+            stored in the weights.
+        N1: number of frames that build the global memory (official default 3).
+        mask_history: write the predicted mask into the local memory (default true).
+        model_overrides: other ``model`` config entries (nested dicts allowed), e.g. ``memory_heads=8``.
+
+    Returns:
+        The model in eval mode with the weights loaded.
+    """
+    state = read_state_dict(checkpoint)
+    section = infer_model_config(state)
+    if global_mem_size is not None:
+        section.setdefault("global_memory", {})["size"] = float(global_mem_size)
+    if local_mem_size is not None:
+        section.setdefault("local_memory", {})["size"] = float(local_mem_size)
+    if N1 is not None:
+        section.setdefault("global_memory", {})["num_frames"] = int(N1)
+    if mask_history is not None:
+        section.setdefault("local_memory", {})["mask_history"] = bool(mask_history)
+    for key, value in model_overrides.items():
+        if isinstance(value, Mapping) and isinstance(section.get(key), dict):
+            section[key].update(value)
+        else:
+            section[key] = value
+    config = load_config({"model": section})
+    model = build_model_from_section(config.model)
+    load_checkpoint(model, state)
+    model.model_config = config.model.to_dict()
+    return model.eval()
+
+
+def export_official(model: Locater, path: str | Path) -> Path:
+    """Write ``model``'s weights in the official naming (loadable by the official ``VLFTrans``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+    return path

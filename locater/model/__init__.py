@@ -1,0 +1,6 @@
+"""Locater model parts (one module per role) and the composing :class:`Locater`."""
+
+from locater.model.build import build_model, build_model_from_section
+from locater.model.locater import Locater, LocaterState, StepOutput
+
+__all__ = ["Locater", "LocaterState", "StepOutput", "build_model", "build_model_from_section"]

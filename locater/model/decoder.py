@@ -1,0 +1,88 @@
+"""Mask decoder and auxiliary heads."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MaskDecoder(nn.Module):
+    """Dot-product maps of the read features against the queries, concatenated after the features, then a chain
+    of 3x3 convolutions with x2 bilinear upsamplings (no normalisation or activation in between).
+
+    Args:
+        dim: width ``C``.
+        num_heads: heads ``H``; with ``Q = H`` queries this gives ``H * Q`` maps.
+        num_upsamples: number of x2 upsamplings (``log2(patch_size)``: 4 for 16-pixel patches).
+        width: hidden channels (0: ``(C + H*H) // 4``, the released 208).
+    """
+
+    def __init__(self, dim: int = 768, num_heads: int = 8, num_upsamples: int = 4, width: int = 0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.feature_proj = nn.Linear(dim, dim)
+        self.query_proj = nn.Linear(dim, dim)
+        in_channels = dim + num_heads * num_heads
+        width = width or in_channels // 4
+        channels = [in_channels] + [width] * num_upsamples + [1]
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1) for c_in, c_out in zip(channels[:-1], channels[1:])
+        )
+        self.scale = (dim // num_heads) ** -0.5
+
+    def forward(self, features: torch.Tensor, queries: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """Args:
+            features: ``B x N x C`` read features (``N = h * w``).
+            queries: ``B x Q x C`` queries.
+            grid_size: ``(h, w)``.
+
+        Returns:
+            ``B x 1 x (h * 2^u) x (w * 2^u)`` mask logits.
+        """
+        batch, num_tokens, dim = features.shape
+        heads = self.num_heads
+        head_dim = dim // heads
+        f = self.feature_proj(features).view(batch, num_tokens, heads, head_dim).transpose(1, 2)  # B x H x N x D
+        q = self.query_proj(queries).view(batch, -1, heads, head_dim).transpose(1, 2)  # B x H x Q x D
+        maps = (q @ f.transpose(-1, -2)) * self.scale  # B x H x Q x N, channel order h * Q + q
+        x = torch.cat([features.transpose(1, 2), maps.reshape(batch, -1, num_tokens)], dim=1)
+        x = x.reshape(batch, -1, *grid_size)
+        x = self.convs[0](x)
+        for conv in self.convs[1:]:
+            x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            x = conv(x)
+        return x
+
+
+class AuxiliaryHead(nn.Module):
+    """Training-only head on one fusion stage: Conv1x1, BatchNorm, ReLU, Conv1x1, bilinear upsampling."""
+
+    def __init__(self, dim: int = 768, upsample: int = 16) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(dim, dim, kernel_size=1)
+        self.norm = nn.BatchNorm2d(dim)
+        self.conv_out = nn.Conv2d(dim, 1, kernel_size=1)
+        self.upsample = upsample
+
+    def forward(self, tokens: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """Args:
+            tokens: ``B x N x C`` stage output without CLS.
+            grid_size: ``(h, w)``.
+
+        Returns:
+            ``B x 1 x (h * upsample) x (w * upsample)`` logits.
+        """
+        x = tokens.transpose(1, 2).reshape(tokens.shape[0], -1, *grid_size)
+        x = self.conv_out(F.relu(self.norm(self.conv_in(x))))
+        return F.interpolate(x, scale_factor=float(self.upsample), mode="bilinear", align_corners=False)
+
+
+def num_upsamples_for(patch_size: int) -> int:
+    """``log2(patch_size)``; the decoder needs a power-of-two patch size."""
+    exponent = int(round(math.log2(patch_size))) if patch_size > 0 else -1
+    if exponent < 1 or 2**exponent != patch_size:
+        raise ValueError(f"patch_size must be a power of two >= 2, got {patch_size}")
+    return exponent

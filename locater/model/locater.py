@@ -1,0 +1,291 @@
+"""The Locater model: composes the parts and exposes the streaming API ``start`` / ``step``.
+
+Nothing per video lives in the module: :class:`LocaterState` carries the word features, both memories and the
+frame counter, so many videos and expressions can run side by side. A batch may hold several expressions of the
+same video (``video_index``): the vision encoder runs once per frame for all of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from locater.model.decoder import AuxiliaryHead, MaskDecoder
+from locater.model.fusion import FusionStage
+from locater.model.memory import GlobalMemory, LocalMemory
+from locater.model.query import QueryGenerator
+from locater.model.reader import MemoryReader
+from locater.model.text import TextEncoder
+from locater.model.vision import VisionEncoder
+
+
+@dataclass
+class LocaterState:
+    """Per-(video, expression) streaming state.
+
+    Attributes:
+        words: ``B x L x C`` word features (the sentence is encoded once, in ``start``).
+        global_memory: ``B x Mg x C`` global memory, or ``None`` when the model has none.
+        local_memory: ``B x Ml x C`` local memory, or ``None`` before the first write (or when disabled).
+        video_index: ``B`` int64: row of the frame batch that each expression reads.
+        num_frames: frames processed so far.
+    """
+
+    words: torch.Tensor
+    global_memory: torch.Tensor | None
+    local_memory: torch.Tensor | None
+    video_index: torch.Tensor
+    num_frames: int = 0
+
+    def detach(self) -> LocaterState:
+        """A copy whose tensors are cut from the autograd graph (truncated backpropagation through time)."""
+
+        def cut(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.detach()
+
+        return replace(
+            self, words=self.words.detach(), global_memory=cut(self.global_memory), local_memory=cut(self.local_memory)
+        )
+
+
+@dataclass
+class StepOutput:
+    """What one frame produces.
+
+    Attributes:
+        logits: ``B x 1 x H x W`` main mask logits at input resolution.
+        aux_logits: ``B x K x H x W`` auxiliary logits (one per fusion stage) or ``None``.
+    """
+
+    logits: torch.Tensor
+    aux_logits: torch.Tensor | None
+
+
+class Locater(nn.Module):
+    """Local-global context aware Transformer for language-guided video segmentation.
+
+    Args:
+        vision_encoder: frame -> ``1 + N`` tokens.
+        text_encoder: ids -> word features.
+        fusion_stages: the ``K`` vision-language fusion stages.
+        global_memory: global memory writer, or ``None`` to run without one.
+        local_memory: local memory writer, or ``None`` (the current frame then stands in for it, as the
+            official code does with a local memory of size 0).
+        query_generator: adaptive queries.
+        memory_reader: cross-attention from ``V_t`` to the memories.
+        mask_decoder: read features + queries -> logits.
+        aux_heads: one head per fusion stage, or ``None``.
+        num_global_frames: ``N1``, frames used to build the global memory.
+        checkpoint_fusion: activation checkpointing of the fusion stages while training.
+    """
+
+    def __init__(
+        self,
+        vision_encoder: VisionEncoder,
+        text_encoder: TextEncoder,
+        fusion_stages: nn.ModuleList,
+        global_memory: GlobalMemory | None,
+        local_memory: LocalMemory | None,
+        query_generator: QueryGenerator,
+        memory_reader: MemoryReader,
+        mask_decoder: MaskDecoder,
+        aux_heads: nn.ModuleList | None = None,
+        num_global_frames: int = 3,
+        checkpoint_fusion: bool = False,
+    ) -> None:
+        super().__init__()
+        self.vision_encoder = vision_encoder
+        self.text_encoder = text_encoder
+        self.fusion = fusion_stages
+        self.global_memory = global_memory
+        self.local_memory = local_memory
+        self.query_generator = query_generator
+        self.memory_reader = memory_reader
+        self.mask_decoder = mask_decoder
+        self.aux_heads = aux_heads
+        self.num_global_frames = num_global_frames
+        self.checkpoint_fusion = checkpoint_fusion
+        self.grid_size: tuple[int, int] = vision_encoder.grid_size
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    @property
+    def image_size(self) -> tuple[int, int]:
+        patch = self.vision_encoder.vit.patch_embed.patch_size
+        return (self.grid_size[0] * patch[0], self.grid_size[1] * patch[1])
+
+    def _resolve_video_index(self, num_videos: int, num_expressions: int, video_index: torch.Tensor | None) -> torch.Tensor:
+        device = self.text_encoder.embedding.weight.device
+        if video_index is None:
+            if num_videos == num_expressions:
+                return torch.arange(num_expressions, device=device)
+            if num_videos == 1:
+                return torch.zeros(num_expressions, dtype=torch.long, device=device)
+            raise ValueError(
+                f"{num_videos} videos for {num_expressions} expressions: pass video_index to say which video each "
+                "expression belongs to"
+            )
+        video_index = torch.as_tensor(video_index, dtype=torch.long, device=device)
+        if video_index.shape != (num_expressions,):
+            raise ValueError(f"video_index must have shape ({num_expressions},), got {tuple(video_index.shape)}")
+        if int(video_index.min()) < 0 or int(video_index.max()) >= num_videos:
+            raise ValueError(f"video_index values must lie in [0, {num_videos}), got {video_index.tolist()}")
+        return video_index
+
+    def fuse(self, vision_tokens: torch.Tensor, words: torch.Tensor) -> list[torch.Tensor]:
+        """Run the fusion stages.
+
+        Args:
+            vision_tokens: ``B x (1 + N) x C``; words: ``B x L x C``.
+
+        Returns:
+            ``K`` tensors ``B x (1 + N) x C``, one per stage (the last one is the frame feature source).
+        """
+        outputs = []
+        tokens = vision_tokens
+        for stage in self.fusion:
+            if self.checkpoint_fusion and self.training and torch.is_grad_enabled():
+                tokens = checkpoint(stage, tokens, words, use_reentrant=False)
+            else:
+                tokens = stage(tokens, words)
+            outputs.append(tokens)
+        return outputs
+
+    # ------------------------------------------------------------------------------------------ streaming API
+    def start(
+        self, global_frames: torch.Tensor, input_ids: torch.Tensor, video_index: torch.Tensor | None = None
+    ) -> LocaterState:
+        """Encode the sentences and build the global memory.
+
+        Args:
+            global_frames: ``V x N1 x 3 x H x W`` pre-processed frames (``V`` videos; ``V = B`` or ``V = 1`` need no
+                ``video_index``).
+            input_ids: ``B x L`` int64 WordPiece ids (0-padded), one row per expression.
+            video_index: optional ``B`` int64, the video (row of ``global_frames``) of each expression.
+
+        Returns:
+            The initial :class:`LocaterState`.
+        """
+        if global_frames.dim() != 5:
+            raise ValueError(f"global_frames must be V x N1 x 3 x H x W, got {tuple(global_frames.shape)}")
+        num_videos, num_frames = global_frames.shape[:2]
+        words = self.text_encoder(input_ids)
+        index = self._resolve_video_index(num_videos, input_ids.shape[0], video_index)
+        global_memory = None
+        if self.global_memory is not None:
+            tokens = self.vision_encoder(global_frames.flatten(0, 1))  # (V*N1) x (1+N) x C
+            tokens = tokens.view(num_videos, num_frames, *tokens.shape[1:])[index]  # B x N1 x (1+N) x C
+            batch = tokens.shape[0]
+            repeated_words = words.repeat_interleave(num_frames, dim=0)
+            fused = self.fuse(tokens.flatten(0, 1), repeated_words)[-1][:, 1:]
+            global_memory = self.global_memory.build(fused.view(batch, num_frames, *fused.shape[1:]))
+        return LocaterState(words=words, global_memory=global_memory, local_memory=None, video_index=index)
+
+    def step(
+        self,
+        frame: torch.Tensor,
+        state: LocaterState,
+        memory_mask: torch.Tensor | None = None,
+        memory_mask_select: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, LocaterState]:
+        """Segment one frame and write it into the local memory.
+
+        Args:
+            frame: ``V x 3 x H x W`` pre-processed frame of each video (rows addressed by ``state.video_index``).
+            state: state from :meth:`start` or the previous :meth:`step`.
+            memory_mask: optional ``B x 1 x H x W`` mask to remember instead of the prediction (teacher forcing).
+            memory_mask_select: optional ``B`` bool: rows that use ``memory_mask`` (default: all rows).
+
+        Returns:
+            ``B x 1 x H x W`` logits and the new state.
+        """
+        output, state = self.step_with_aux(frame, state, memory_mask, memory_mask_select, with_aux=False)
+        return output.logits, state
+
+    def step_with_aux(
+        self,
+        frame: torch.Tensor,
+        state: LocaterState,
+        memory_mask: torch.Tensor | None = None,
+        memory_mask_select: torch.Tensor | None = None,
+        with_aux: bool = True,
+    ) -> tuple[StepOutput, LocaterState]:
+        """:meth:`step` that also returns the auxiliary logits (training); the one code path for both."""
+        if frame.dim() != 4:
+            raise ValueError(f"frame must be V x 3 x H x W, got {tuple(frame.shape)}")
+        vision = self.vision_encoder(frame)[state.video_index]  # B x (1+N) x C
+        stage_outputs = self.fuse(vision, state.words)
+        features = stage_outputs[-1][:, 1:]  # V_t: B x N x C
+        local = state.local_memory if state.local_memory is not None else features
+        frame_mean = features.mean(dim=1)
+        if state.global_memory is not None:
+            global_mean = state.global_memory.mean(dim=1)
+            memory = torch.cat([local, state.global_memory], dim=1)
+        else:
+            global_mean = torch.zeros_like(frame_mean)
+            memory = local
+        queries = self.query_generator(state.words, frame_mean, local.mean(dim=1), global_mean)
+        read = self.memory_reader(features, memory)
+        logits = self.mask_decoder(read, queries, self.grid_size)
+
+        local_memory = None
+        if self.local_memory is not None:
+            mask = None
+            if self.local_memory.mask_history:
+                mask = (torch.sigmoid(logits.detach()) > 0.5).to(features.dtype)
+                if memory_mask is not None:
+                    chosen = memory_mask.to(mask.dtype)
+                    if memory_mask_select is not None:
+                        select = memory_mask_select.view(-1, 1, 1, 1).to(torch.bool)
+                        chosen = torch.where(select, chosen, mask)
+                    mask = chosen
+            tokens = self.local_memory.prepare(features, mask, self.grid_size)
+            local_memory = self.local_memory.write(state.local_memory, tokens)
+
+        aux = None
+        if with_aux and self.aux_heads is not None:
+            aux = torch.cat(
+                [head(out[:, 1:], self.grid_size) for head, out in zip(self.aux_heads, stage_outputs)], dim=1
+            )
+        new_state = replace(state, local_memory=local_memory, num_frames=state.num_frames + 1)
+        return StepOutput(logits=logits, aux_logits=aux), new_state
+
+    def forward_clip(
+        self,
+        global_frames: torch.Tensor,
+        input_ids: torch.Tensor,
+        clip: torch.Tensor,
+        memory_masks: torch.Tensor | None = None,
+        memory_mask_select: torch.Tensor | None = None,
+        with_aux: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Training-time forward over a clip: ``start`` then ``step`` on every frame in order (backpropagation
+        through the memory), the same code path as inference.
+
+        Args:
+            global_frames: ``B x N1 x 3 x H x W``.
+            input_ids: ``B x L``.
+            clip: ``B x T x 3 x H x W`` consecutive frames.
+            memory_masks: optional ``B x T x 1 x H x W`` masks to write into the local memory (teacher forcing).
+            memory_mask_select: optional ``B x T`` bool, where ``memory_masks`` replaces the prediction.
+            with_aux: also return the auxiliary logits.
+
+        Returns:
+            ``B x T x 1 x H x W`` main logits and ``B x T x K x H x W`` auxiliary logits (or ``None``).
+        """
+        state = self.start(global_frames, input_ids)
+        logits, aux = [], []
+        for t in range(clip.shape[1]):
+            output, state = self.step_with_aux(
+                clip[:, t],
+                state,
+                None if memory_masks is None else memory_masks[:, t],
+                None if memory_mask_select is None else memory_mask_select[:, t],
+                with_aux=with_aux,
+            )
+            logits.append(output.logits)
+            if output.aux_logits is not None:
+                aux.append(output.aux_logits)
+        return torch.stack(logits, dim=1), (torch.stack(aux, dim=1) if aux else None)

@@ -1,0 +1,55 @@
+"""Memory reader: cross-attention from the frame tokens to ``[local ; global]`` memory, then LayerNorm."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MemoryAttention(nn.Module):
+    """Multi-head cross-attention with separate q/k/v projections (qkv bias) and an output projection."""
+
+    def __init__(self, dim: int = 768, num_heads: int = 8) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Args:
+            query: ``B x N x C``; memory: ``B x M x C``.
+
+        Returns:
+            ``B x N x C``.
+        """
+        batch, num_query, dim = query.shape
+        heads = self.num_heads
+
+        def split(x: torch.Tensor) -> torch.Tensor:
+            return x.view(batch, -1, heads, dim // heads).transpose(1, 2)
+
+        out = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(memory)), split(self.v(memory)))
+        return self.proj(out.transpose(1, 2).reshape(batch, num_query, dim))
+
+
+class MemoryReader(nn.Module):
+    """``LayerNorm(CrossAttention(V_t, memory))`` (no residual, as the released model)."""
+
+    def __init__(self, dim: int = 768, num_heads: int = 8) -> None:
+        super().__init__()
+        self.attention = MemoryAttention(dim, num_heads)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, frame: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """Args:
+            frame: ``B x N x C`` frame features; memory: ``B x M x C``.
+
+        Returns:
+            ``B x N x C`` read features.
+        """
+        return self.norm(self.attention(frame, memory))
