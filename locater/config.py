@@ -1,6 +1,7 @@
 """The one config loader: YAML with ``_base_`` inheritance, dotted ``key=value`` overrides, validation.
 
-Every valid key and its type come from ``locater/defaults.yaml``: a config file only states what differs.
+Every valid key and its type come from the YAML files in ``locater/defaults/`` (one file per top-level
+section group: ``model.yaml``, ``train.yaml``, ``eval.yaml`` ...): a config file only states what differs.
 A key that the defaults do not know, or a value of the wrong type, is an error naming the key and the file.
 Sections whose default is an empty mapping (``{}``) are free-form and not validated below that level.
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import yaml
 
-DEFAULTS_PATH = Path(__file__).parent / "defaults.yaml"
+DEFAULTS_DIR = Path(__file__).parent / "defaults"
 BASE_KEY = "_base_"
 
 
@@ -118,8 +119,16 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
 
 
 def load_defaults() -> Config:
-    """The full schema with default values (``locater/defaults.yaml``)."""
-    return Config.wrap(_read_yaml(DEFAULTS_PATH))
+    """The full schema with default values (every ``locater/defaults/*.yaml``; top-level keys may not repeat)."""
+    merged: dict = {}
+    owner: dict[str, Path] = {}
+    for path in sorted(DEFAULTS_DIR.glob("*.yaml")):
+        for key, value in _read_yaml(path).items():
+            if key in merged:
+                raise ConfigError(f"defaults key {key!r} is defined in both {owner[key]} and {path}")
+            merged[key] = value
+            owner[key] = path
+    return Config.wrap(merged)
 
 
 def _type_name(value: Any) -> str:
