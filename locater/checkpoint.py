@@ -76,7 +76,9 @@ def _compile(template: str) -> re.Pattern:
 
 
 _FORWARD = [(_compile(official), ours) for official, ours in OFFICIAL_TO_OURS]
-_BACKWARD = [(_compile(ours.replace("convs.{i}", "convs.{conv}")), official) for official, ours in OFFICIAL_TO_OURS]
+_BACKWARD = [
+    (_compile(ours.replace("convs.{i}", "convs.{conv}")), official) for official, ours in OFFICIAL_TO_OURS
+]
 
 
 def official_to_ours_key(key: str) -> str:
@@ -127,7 +129,9 @@ def official_to_ours(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
         except KeyError:
             unknown.append(key)
     if unknown:
-        raise CheckpointError(f"{len(unknown)} keys of the official checkpoint have no mapping: {unknown[:20]}")
+        raise CheckpointError(
+            f"{len(unknown)} keys of the official checkpoint have no mapping: {unknown[:20]}"
+        )
     return converted
 
 
@@ -152,7 +156,9 @@ def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.T
         try:
             raw = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as error:  # corrupt or truncated file: say which
-            raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
+            raise CheckpointError(
+                f"{path}: cannot read checkpoint ({type(error).__name__}: {error})"
+            ) from error
         name = str(path)
         if not isinstance(raw, Mapping):
             raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
@@ -208,8 +214,10 @@ def load_checkpoint(model: Locater, source: str | Path | Mapping[str, Any], stri
 
 def infer_model_config(state: Mapping[str, torch.Tensor]) -> dict:
     """Architecture of an official (or our) state dict, as a ``model`` config section (sizes the tensors fix)."""
-    ours = official_to_ours(strip_module_prefix(state)) if is_official_state_dict(strip_module_prefix(state)) else (
-        strip_module_prefix(state)
+    ours = (
+        official_to_ours(strip_module_prefix(state))
+        if is_official_state_dict(strip_module_prefix(state))
+        else (strip_module_prefix(state))
     )
 
     def count(prefix: str) -> int:
@@ -231,14 +239,23 @@ def infer_model_config(state: Mapping[str, torch.Tensor]) -> dict:
     patch = patch_weight.shape[-1]
     num_convs = count("mask_decoder.convs.")
     if 2 ** (num_convs - 1) != patch:
-        raise CheckpointError(f"mask decoder has {num_convs} convolutions, which does not fit {patch}-pixel patches")
+        raise CheckpointError(
+            f"mask decoder has {num_convs} convolutions, which does not fit {patch}-pixel patches"
+        )
     memory_keys = [key for key in ours if key.startswith("global_memory.") or key.startswith("local_memory.")]
+
+    def ratio(key: str) -> float:
+        return ours[key].shape[0] / embed if key in ours else 4.0
+
     section = {
         "image_size": grid * patch,
         "patch_size": patch,
         "in_chans": patch_weight.shape[1],
         "embed_dim": embed,
-        "vision": {"depth": count("vision_encoder.vit.blocks.")},
+        "vision": {
+            "depth": count("vision_encoder.vit.blocks."),
+            "mlp_ratio": ratio("vision_encoder.vit.blocks.0.mlp.fc1.weight"),
+        },
         "text": {
             "vocab_size": embedding.shape[0],
             "word_dim": embedding.shape[1],
@@ -249,7 +266,9 @@ def infer_model_config(state: Mapping[str, torch.Tensor]) -> dict:
             "num_stages": count("fusion."),
             "joint_depth": count("fusion.0.joint_blocks."),
             "vision_depth": count("fusion.0.vision_blocks."),
+            "mlp_ratio": ratio("fusion.0.joint_blocks.0.mlp.fc1.weight"),
         },
+        "memory_mlp_ratio": ratio("query_generator.key_mlp.fc1.weight"),
         "decoder_width": decoder_width,
         "aux_heads": any(key.startswith("aux_heads.") for key in ours),
     }

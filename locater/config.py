@@ -87,7 +87,9 @@ def _read_yaml(path: Path) -> dict:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config file must hold a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: a config file must hold a mapping at the top level, got {type(data).__name__}"
+        )
     return data
 
 
@@ -163,7 +165,9 @@ def _check_value(key: str, default: Any, value: Any, source: str) -> Any:
     return value
 
 
-def _validate(defaults: Mapping, data: Mapping, source: str, prefix: str = "", base: Mapping | None = None) -> dict:
+def _validate(
+    defaults: Mapping, data: Mapping, source: str, prefix: str = "", base: Mapping | None = None
+) -> dict:
     """Check ``data`` against the schema ``defaults`` and merge it onto ``base`` (default: the defaults)."""
     result = copy.deepcopy(dict(defaults if base is None else base))
     for key, value in data.items():

@@ -33,7 +33,9 @@ def _bert_tokenizer():
         raise FileNotFoundError(f"bundled vocabulary missing: {VOCAB_PATH} (reinstall the locater package)")
     tokenizer = BertTokenizer(vocab=str(VOCAB_PATH), do_lower_case=True)
     if len(tokenizer.vocab) != 30522:
-        raise RuntimeError(f"{VOCAB_PATH}: expected 30522 WordPiece entries, the tokenizer read {len(tokenizer.vocab)}")
+        raise RuntimeError(
+            f"{VOCAB_PATH}: expected 30522 WordPiece entries, the tokenizer read {len(tokenizer.vocab)}"
+        )
     return tokenizer
 
 

@@ -35,9 +35,13 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
     m = Config.wrap(model_cfg)
     dim = m.embed_dim
     if m.image_size % m.patch_size:
-        raise ValueError(f"model.image_size {m.image_size} is not a multiple of model.patch_size {m.patch_size}")
+        raise ValueError(
+            f"model.image_size {m.image_size} is not a multiple of model.patch_size {m.patch_size}"
+        )
     if 2 * m.text.hidden_size != dim:
-        raise ValueError(f"model.text.hidden_size * 2 = {2 * m.text.hidden_size} must equal model.embed_dim {dim}")
+        raise ValueError(
+            f"model.text.hidden_size * 2 = {2 * m.text.hidden_size} must equal model.embed_dim {dim}"
+        )
     vision = VisionEncoder(
         image_size=m.image_size,
         patch_size=m.patch_size,
@@ -66,14 +70,18 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
     heads = m.memory_heads
     global_capacity = int(m.global_memory.size * num_patches)
     local_capacity = int(m.local_memory.size * num_patches)
-    global_memory = GlobalMemory(global_capacity, dim, heads, m.memory_mlp_ratio) if global_capacity > 0 else None
+    global_memory = (
+        GlobalMemory(global_capacity, dim, heads, m.memory_mlp_ratio) if global_capacity > 0 else None
+    )
     local_memory = (
         LocalMemory(local_capacity, dim, heads, m.memory_mlp_ratio, mask_history=m.local_memory.mask_history)
         if local_capacity > 0
         else None
     )
     aux_heads = (
-        nn.ModuleList(AuxiliaryHead(dim, m.patch_size) for _ in range(m.fusion.num_stages)) if m.aux_heads else None
+        nn.ModuleList(AuxiliaryHead(dim, m.patch_size) for _ in range(m.fusion.num_stages))
+        if m.aux_heads
+        else None
     )
     return Locater(
         vision_encoder=vision,

@@ -29,11 +29,14 @@ class MaskDecoder(nn.Module):
         width = width or in_channels // 4
         channels = [in_channels] + [width] * num_upsamples + [1]
         self.convs = nn.ModuleList(
-            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1) for c_in, c_out in zip(channels[:-1], channels[1:])
+            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+            for c_in, c_out in zip(channels[:-1], channels[1:])
         )
         self.scale = (dim // num_heads) ** -0.5
 
-    def forward(self, features: torch.Tensor, queries: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+    def forward(
+        self, features: torch.Tensor, queries: torch.Tensor, grid_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Args:
             features: ``B x N x C`` read features (``N = h * w``).
             queries: ``B x Q x C`` queries.
@@ -45,7 +48,9 @@ class MaskDecoder(nn.Module):
         batch, num_tokens, dim = features.shape
         heads = self.num_heads
         head_dim = dim // heads
-        f = self.feature_proj(features).view(batch, num_tokens, heads, head_dim).transpose(1, 2)  # B x H x N x D
+        f = (
+            self.feature_proj(features).view(batch, num_tokens, heads, head_dim).transpose(1, 2)
+        )  # B x H x N x D
         q = self.query_proj(queries).view(batch, -1, heads, head_dim).transpose(1, 2)  # B x H x Q x D
         maps = (q @ f.transpose(-1, -2)) * self.scale  # B x H x Q x N, channel order h * Q + q
         x = torch.cat([features.transpose(1, 2), maps.reshape(batch, -1, num_tokens)], dim=1)

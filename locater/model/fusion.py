@@ -38,7 +38,14 @@ class FusionStage(nn.Module):
         self.modality_embed = nn.Parameter(torch.zeros(1, 2, dim))
 
         def block() -> Block:
-            return Block(dim, num_heads, mlp_ratio=mlp_ratio, qkv_bias=True, drop_path=drop_path, norm_layer=nn.LayerNorm)
+            return Block(
+                dim,
+                num_heads,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=True,
+                drop_path=drop_path,
+                norm_layer=nn.LayerNorm,
+            )
 
         self.joint_blocks = nn.ModuleList(block() for _ in range(joint_depth))
         self.vision_blocks = nn.ModuleList(block() for _ in range(vision_depth))

@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from locater.model.decoder import AuxiliaryHead, MaskDecoder
-from locater.model.fusion import FusionStage
+from locater.model.decoder import MaskDecoder
 from locater.model.memory import GlobalMemory, LocalMemory
 from locater.model.query import QueryGenerator
 from locater.model.reader import MemoryReader
@@ -47,7 +46,10 @@ class LocaterState:
             return None if x is None else x.detach()
 
         return replace(
-            self, words=self.words.detach(), global_memory=cut(self.global_memory), local_memory=cut(self.local_memory)
+            self,
+            words=self.words.detach(),
+            global_memory=cut(self.global_memory),
+            local_memory=cut(self.local_memory),
         )
 
 
@@ -116,7 +118,9 @@ class Locater(nn.Module):
         patch = self.vision_encoder.vit.patch_embed.patch_size
         return (self.grid_size[0] * patch[0], self.grid_size[1] * patch[1])
 
-    def _resolve_video_index(self, num_videos: int, num_expressions: int, video_index: torch.Tensor | None) -> torch.Tensor:
+    def _resolve_video_index(
+        self, num_videos: int, num_expressions: int, video_index: torch.Tensor | None
+    ) -> torch.Tensor:
         device = self.text_encoder.embedding.weight.device
         if video_index is None:
             if num_videos == num_expressions:
@@ -129,7 +133,9 @@ class Locater(nn.Module):
             )
         video_index = torch.as_tensor(video_index, dtype=torch.long, device=device)
         if video_index.shape != (num_expressions,):
-            raise ValueError(f"video_index must have shape ({num_expressions},), got {tuple(video_index.shape)}")
+            raise ValueError(
+                f"video_index must have shape ({num_expressions},), got {tuple(video_index.shape)}"
+            )
         if int(video_index.min()) < 0 or int(video_index.max()) >= num_videos:
             raise ValueError(f"video_index values must lie in [0, {num_videos}), got {video_index.tolist()}")
         return video_index

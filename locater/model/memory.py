@@ -28,7 +28,12 @@ class MemoryWriter(nn.Module):
     """
 
     def __init__(
-        self, capacity: int, dim: int = 768, num_heads: int = 8, mlp_ratio: float = 4.0, candidate_norm: bool = False
+        self,
+        capacity: int,
+        dim: int = 768,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        candidate_norm: bool = False,
     ) -> None:
         super().__init__()
         if capacity <= 0:
@@ -146,7 +151,12 @@ class LocalMemory(MemoryWriter):
     """
 
     def __init__(
-        self, capacity: int, dim: int = 768, num_heads: int = 8, mlp_ratio: float = 4.0, mask_history: bool = True
+        self,
+        capacity: int,
+        dim: int = 768,
+        num_heads: int = 8,
+        mlp_ratio: float = 4.0,
+        mask_history: bool = True,
     ) -> None:
         super().__init__(capacity, dim, num_heads, mlp_ratio, candidate_norm=True)
         self.mask_history = mask_history
@@ -178,7 +188,9 @@ class LocalMemory(MemoryWriter):
         encoding = torch.einsum("bkn,ck->bnc", pooled.reshape(batch, 9, grid_h * grid_w), weight)
         return encoding + self.mask_encoder.bias.to(dtype)
 
-    def prepare(self, features: torch.Tensor, mask: torch.Tensor | None, grid_size: tuple[int, int]) -> torch.Tensor:
+    def prepare(
+        self, features: torch.Tensor, mask: torch.Tensor | None, grid_size: tuple[int, int]
+    ) -> torch.Tensor:
         """Frame tokens to write: ``LayerNorm(features + encode_mask(mask))``.
 
         Args:
@@ -194,7 +206,9 @@ class LocalMemory(MemoryWriter):
         return self.input_norm(features)
 
 
-def _shifted_resize_matrix(size: int, out_size: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _shifted_resize_matrix(
+    size: int, out_size: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """Bilinear (align_corners=False) 1-D resize ``size -> out_size`` as a matrix, for the 3 shifts of a 3x3 conv.
 
     Returns:

@@ -35,7 +35,11 @@ class QueryGenerator(nn.Module):
         self.apply(_init_linear_and_norm)
 
     def forward(
-        self, words: torch.Tensor, frame_mean: torch.Tensor, local_mean: torch.Tensor, global_mean: torch.Tensor
+        self,
+        words: torch.Tensor,
+        frame_mean: torch.Tensor,
+        local_mean: torch.Tensor,
+        global_mean: torch.Tensor,
     ) -> torch.Tensor:
         """Args:
             words: ``B x L x C`` word features.

@@ -33,7 +33,9 @@ class MemoryAttention(nn.Module):
         def split(x: torch.Tensor) -> torch.Tensor:
             return x.view(batch, -1, heads, dim // heads).transpose(1, 2)
 
-        out = F.scaled_dot_product_attention(split(self.q(query)), split(self.k(memory)), split(self.v(memory)))
+        out = F.scaled_dot_product_attention(
+            split(self.q(query)), split(self.k(memory)), split(self.v(memory))
+        )
         return self.proj(out.transpose(1, 2).reshape(batch, num_query, dim))
 
 

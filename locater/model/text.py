@@ -17,11 +17,15 @@ class TextEncoder(nn.Module):
         num_layers: stacked LSTM layers.
     """
 
-    def __init__(self, vocab_size: int = 30000, word_dim: int = 300, hidden_size: int = 384, num_layers: int = 3):
+    def __init__(
+        self, vocab_size: int = 30000, word_dim: int = 300, hidden_size: int = 384, num_layers: int = 3
+    ):
         super().__init__()
         self.vocab_size = vocab_size
         self.embedding = nn.Embedding(vocab_size, word_dim)
-        self.lstm = nn.LSTM(word_dim, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True)
+        self.lstm = nn.LSTM(
+            word_dim, hidden_size, num_layers=num_layers, bidirectional=True, batch_first=True
+        )
         self.norm = nn.LayerNorm(2 * hidden_size)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
@@ -36,5 +40,7 @@ class TextEncoder(nn.Module):
                 f"token id {int(input_ids.max())} is beyond the {self.vocab_size}-row word embedding; "
                 "tokenize with locater.tokenize(), which maps such ids to [UNK]"
             )
-        features, _ = self.lstm(self.embedding(input_ids))
-        return self.norm(features)
+        # The LSTM runs in float32 even under autocast: it is cheap, and oneDNN has no bf16 LSTM on some CPUs.
+        with torch.autocast(device_type=input_ids.device.type, enabled=False):
+            features, _ = self.lstm(self.embedding(input_ids).float())
+            return self.norm(features)

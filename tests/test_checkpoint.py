@@ -1,0 +1,145 @@
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import locater
+from locater.checkpoint import (
+    CheckpointError,
+    infer_model_config,
+    official_to_ours,
+    ours_to_official,
+    ours_to_official_key,
+)
+
+OFFICIAL_KEYS = Path(__file__).resolve().parents[2] / "shared" / "official_checkpoint_keys.json"
+
+
+def _model(overrides=()):
+    torch.manual_seed(0)
+    return locater.build_model(locater.load_config("configs/model/tiny.yaml", list(overrides))).eval()
+
+
+def _run(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(1, 5, 3, *model.image_size, generator=g)
+    ids = locater.tokenize(["the man in red is running on the left"])
+    outputs = []
+    with torch.no_grad():
+        state = model.start(video[:, [0, 2, 4]], ids)
+        for t in range(video.shape[1]):
+            logits, state = model.step(video[:, t], state)
+            outputs.append(logits)
+    return torch.stack(outputs)
+
+
+# head counts are not stored in the weights: the tiny architecture names them
+TINY_HEADS = {"memory_heads": 4, "vision": {"num_heads": 4}, "fusion": {"num_heads": 4}}
+
+
+def test_default_model_maps_onto_every_official_key():
+    model = locater.build_model()
+    official = ours_to_official(model.state_dict())
+    if OFFICIAL_KEYS.is_file():  # the published key list (shared/ beside the checkout)
+        names = {name: tuple(shape) for name, shape, _ in json.loads(OFFICIAL_KEYS.read_text())}
+        assert set(official) == set(names)
+        assert all(tuple(official[k].shape) == names[k] for k in names)
+    assert len(official) == 369
+    assert ours_to_official_key("mask_decoder.convs.4.weight") == "main_dec_net.mask_head.8.weight"
+    assert "main_dec_net.mask_head.6.bias" in official
+
+
+def test_official_round_trip_is_exact(tmp_path):
+    model = _model()
+    path = locater.export_official(model, tmp_path / "official.pth")
+    saved = torch.load(path)
+    assert any(k.startswith("trans_fusion.") for k in saved)
+    back = official_to_ours(saved)
+    assert list(back) == list(model.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in model.state_dict().items())
+    again = ours_to_official(back)
+    assert all(torch.equal(again[k], saved[k]) for k in saved)
+    # DDP prefix accepted, and the loaded model gives identical outputs
+    loaded = locater.from_official(
+        {f"module.{k}": v for k, v in saved.items()}, global_mem_size=1.5, N1=3, **TINY_HEADS
+    )
+    assert torch.equal(_run(loaded), _run(model))
+
+
+def test_from_official_infers_the_architecture(tmp_path):
+    overrides = [
+        "model.image_size=96",
+        "model.vision.depth=2",
+        "model.fusion.num_stages=3",
+        "model.fusion.joint_depth=2",
+        "model.fusion.vision_depth=1",
+        "model.text.num_layers=2",
+        "model.text.word_dim=24",
+    ]
+    model = _model(overrides)
+    state = ours_to_official(model.state_dict())
+    section = infer_model_config(state)
+    assert section["image_size"] == 96 and section["patch_size"] == 16 and section["embed_dim"] == 64
+    assert section["vision"] == {"depth": 2, "mlp_ratio": 2.0}
+    assert section["fusion"] == {"num_stages": 3, "joint_depth": 2, "vision_depth": 1, "mlp_ratio": 2.0}
+    assert section["memory_mlp_ratio"] == 2.0
+    assert section["text"] == {"vocab_size": 30000, "word_dim": 24, "hidden_size": 32, "num_layers": 2}
+    loaded = locater.from_official(state, global_mem_size=1.5, local_mem_size=2, N1=3, **TINY_HEADS)
+    assert loaded.image_size == (96, 96) and len(loaded.fusion) == 3
+    assert loaded.local_memory.capacity == 72 and loaded.global_memory.capacity == 54
+    torch.testing.assert_close(_run(loaded), _run(model))
+    # memory sizes are not in the weights: the override changes the capacity
+    other = locater.from_official(state, local_mem_size=1, **TINY_HEADS)
+    assert other.local_memory.capacity == 36
+
+
+def test_from_official_detects_missing_memories():
+    model = _model(["model.global_memory.size=0"])
+    section = infer_model_config(ours_to_official(model.state_dict()))
+    assert section["global_memory"] == {"size": 0.0}
+
+
+def test_load_checkpoint_lists_every_problem(tmp_path):
+    model = _model()
+    state = dict(model.state_dict())
+    state.pop("mask_decoder.convs.0.bias")
+    state["extra.weight"] = torch.zeros(1)
+    state["query_generator.norm.weight"] = torch.zeros(3)
+    torch.save({"model": state}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as info:
+        locater.load_checkpoint(model, tmp_path / "bad.pt")
+    text = str(info.value)
+    assert "bad.pt" in text
+    assert "1 missing keys" in text and "mask_decoder.convs.0.bias" in text
+    assert "1 unexpected keys" in text and "extra.weight" in text
+    assert (
+        "1 mis-shaped keys" in text and "query_generator.norm.weight: checkpoint (3,) vs model (64,)" in text
+    )
+
+
+def test_load_checkpoint_of_another_architecture_fails_clearly():
+    small, other = _model(), _model(["model.fusion.num_stages=3"])
+    with pytest.raises(CheckpointError, match="missing keys"):
+        locater.load_checkpoint(other, small.state_dict())
+
+
+def test_load_checkpoint_accepts_ours_and_official(tmp_path):
+    source, target = _model(), _model(["seed=1"])
+    torch.manual_seed(5)
+    for p in target.parameters():
+        torch.nn.init.normal_(p)
+    torch.save({"model": source.state_dict(), "step": 3}, tmp_path / "ours.pt")
+    locater.load_checkpoint(target, tmp_path / "ours.pt")
+    assert all(torch.equal(a, b) for a, b in zip(target.state_dict().values(), source.state_dict().values()))
+    locater.export_official(source, tmp_path / "off.pth")
+    locater.load_checkpoint(target, tmp_path / "off.pth")
+
+
+def test_unreadable_checkpoint_names_the_file(tmp_path):
+    path = tmp_path / "truncated.pt"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(CheckpointError, match="truncated.pt: cannot read"):
+        locater.load_checkpoint(_model(), path)
+    with pytest.raises(CheckpointError, match="not found"):
+        locater.load_checkpoint(_model(), tmp_path / "absent.pt")

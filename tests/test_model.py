@@ -1,0 +1,205 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+import locater
+from locater.model.memory import LocalMemory, MemoryWriter
+
+
+def _inputs(num_videos=1, frames=6, size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    video = torch.randn(num_videos, frames, 3, size, size, generator=g)
+    return video
+
+
+def _run(model, video, ids, video_index=None):
+    glob = video[:, [1, 3, 5]]
+    state = model.start(glob, ids, video_index)
+    outs = []
+    for t in range(video.shape[1]):
+        logits, state = model.step(video[:, t], state)
+        outs.append(logits)
+    return torch.stack(outs, 1), state
+
+
+def test_default_model_has_the_released_size():
+    model = locater.build_model()
+    params = sum(p.numel() for p in model.parameters())
+    assert round(params / 1e6, 2) == 209.65
+    assert model.grid_size == (20, 20)
+    assert model.global_memory.capacity == 600 and model.local_memory.capacity == 800
+    assert model.mask_decoder.convs[0].weight.shape == (208, 832, 3, 3)
+
+
+def test_part_shapes(tiny_model):
+    m = tiny_model
+    frames = torch.randn(2, 3, 64, 64)
+    ids = locater.tokenize(["the red circle", "a small blue square on the left"])
+    with torch.no_grad():
+        tokens = m.vision_encoder(frames)
+        words = m.text_encoder(ids)
+        fused = m.fuse(tokens, words)
+        queries = m.query_generator(
+            words, tokens[:, 1:].mean(1), tokens[:, 1:].mean(1), tokens[:, 1:].mean(1)
+        )
+        read = m.memory_reader(tokens[:, 1:], tokens[:, 1:])
+        logits = m.mask_decoder(read, queries, m.grid_size)
+    assert tokens.shape == (2, 17, 64)
+    assert words.shape == (2, 22, 64)
+    assert len(fused) == 2 and all(f.shape == (2, 17, 64) for f in fused)
+    assert queries.shape == (2, 4, 64)
+    assert read.shape == (2, 16, 64)
+    assert logits.shape == (2, 1, 64, 64)
+
+
+def test_step_shapes_and_memory_stays_constant_over_50_frames(tiny_model):
+    ids = locater.tokenize(["the red circle"])
+    video = _inputs(frames=50)
+    sizes = []
+    with torch.no_grad():
+        state = tiny_model.start(video[:, :3], ids)
+        assert state.global_memory.shape == (1, 24, 64)  # 1.5 frames x 16 tokens
+        for t in range(50):
+            logits, state = tiny_model.step(video[:, t], state)
+            sizes.append(tuple(state.local_memory.shape))
+    assert logits.shape == (1, 1, 64, 64)
+    assert sizes[0] == (1, 16, 64) and sizes[1] == (1, 32, 64)
+    assert set(sizes[1:]) == {(1, 32, 64)}
+    assert state.num_frames == 50
+
+
+def test_two_expressions_in_one_batch_equal_two_single_runs(tiny_model):
+    sentences = ["the red circle", "a small blue square on the left"]
+    video = _inputs()
+    with torch.no_grad():
+        shared, _ = _run(tiny_model, video, locater.tokenize(sentences))  # V = 1, B = 2: one vision pass
+        singles = [_run(tiny_model, video, locater.tokenize([s]))[0] for s in sentences]
+    assert shared.shape == (2, 6, 1, 64, 64)
+    for row, single in enumerate(singles):
+        torch.testing.assert_close(shared[row : row + 1], single, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(singles[0], singles[1])
+
+
+def test_video_index_routes_expressions_to_their_video(tiny_model):
+    videos = torch.cat([_inputs(seed=1), _inputs(seed=2)])  # 2 videos
+    ids = locater.tokenize(["the red circle", "the blue star", "the green cross"])
+    index = torch.tensor([1, 0, 1])
+    with torch.no_grad():
+        batched, _ = _run(tiny_model, videos, ids, index)
+        for row, video in enumerate(index.tolist()):
+            single, _ = _run(tiny_model, videos[video : video + 1], ids[row : row + 1])
+            torch.testing.assert_close(batched[row : row + 1], single, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="video_index"):
+        tiny_model.start(videos[:, :3], ids)
+
+
+def test_forward_clip_is_start_plus_steps(tiny_model):
+    video = _inputs()
+    ids = locater.tokenize(["the red circle"])
+    with torch.no_grad():
+        expected, _ = _run(tiny_model, video, ids)
+        main, aux = tiny_model.forward_clip(video[:, [1, 3, 5]], ids, video)
+    torch.testing.assert_close(main, expected)
+    assert aux.shape == (1, 6, 2, 64, 64)
+
+
+def test_memory_write_rule_fills_pads_then_updates():
+    torch.manual_seed(0)
+    writer = MemoryWriter(capacity=24, dim=8, num_heads=2)
+    frame = torch.randn(1, 16, 8)
+    memory = writer.write(None, frame)
+    assert memory is frame  # fits whole: appended as is
+    second = torch.randn(1, 16, 8)
+    updated = writer.write(memory, second)  # 32 > 24: pad with the mean token, then update
+    padded = torch.cat([frame, frame.mean(1, keepdim=True).expand(1, 8, 8)], 1)
+    torch.testing.assert_close(updated, writer.output_norm(writer.update(padded, second)))
+    assert updated.shape == (1, 24, 8)
+    small = MemoryWriter(capacity=4, dim=8, num_heads=2)  # smaller than one frame: start from its mean token
+    out = small.write(None, frame)
+    start = frame.mean(1, keepdim=True).expand(1, 4, 8)
+    torch.testing.assert_close(out, small.output_norm(small.update(start, frame)))
+
+
+def test_gated_update_matches_the_direct_formula():
+    torch.manual_seed(0)
+    writer = MemoryWriter(capacity=6, dim=8, num_heads=2, candidate_norm=True)
+    memory, tokens = torch.randn(2, 6, 8), torch.randn(2, 5, 8)
+    # direct (memory-hungry) form: B x H x N x M x D keep tensor averaged over N
+    cand = writer.candidate_norm(
+        writer.candidate_mlp(torch.cat([tokens, memory.mean(1, keepdim=True).expand(-1, 5, -1)], 2))
+    )
+    q = writer.address_query(cand).view(2, 5, 2, 4).transpose(1, 2)
+    k = writer.address_key(memory).view(2, 6, 2, 4).transpose(1, 2)
+    o = torch.sigmoid(q @ k.transpose(-1, -2) * 4**-0.5)
+    add = writer.add_mlp(
+        (o.transpose(-1, -2) @ cand.view(2, 5, 2, 4).transpose(1, 2)).transpose(1, 2).reshape(2, 6, 8)
+    )
+    keep_values = (
+        writer.retain_mlp(memory).view(2, 6, 2, 4).transpose(1, 2).unsqueeze(2).expand(-1, -1, 5, -1, -1)
+    )
+    keep = ((1 - o).unsqueeze(-1) * keep_values).mean(2).transpose(1, 2).reshape(2, 6, 8)
+    torch.testing.assert_close(writer.update(memory, tokens), add + keep, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("size,grid", [(320, 20), (64, 4), (96, 6), (64, 8)])
+def test_mask_encoding_equals_conv_then_resize(size, grid):
+    torch.manual_seed(0)
+    local = LocalMemory(capacity=8, dim=16, num_heads=2)
+    mask = (torch.rand(2, 1, size, size) > 0.6).float()
+    reference = F.interpolate(local.mask_encoder(mask), size=grid, mode="bilinear", align_corners=False)
+    reference = reference.flatten(2).transpose(1, 2)
+    torch.testing.assert_close(local.encode_mask(mask, (grid, grid)), reference, atol=2e-5, rtol=1e-5)
+
+
+def test_ablation_switches_remove_their_paths():
+    no_local = locater.build_model(
+        locater.load_config("configs/model/tiny.yaml", ["model.local_memory.size=0"])
+    )
+    no_global = locater.build_model(
+        locater.load_config("configs/model/tiny.yaml", ["model.global_memory.size=0"])
+    )
+    assert no_local.local_memory is None and no_global.global_memory is None
+    assert not any(k.startswith("local_memory.") for k in no_local.state_dict())
+    ids = locater.tokenize(["the red circle"])
+    video = _inputs()
+    with torch.no_grad():
+        for model in (no_local.eval(), no_global.eval()):
+            out, state = _run(model, video, ids)
+            assert out.shape == (1, 6, 1, 64, 64) and torch.isfinite(out).all()
+        assert state.global_memory is None
+    # without mask history the local memory does not depend on the mask written
+    torch.manual_seed(0)
+    no_mask = locater.build_model(
+        locater.load_config("configs/model/tiny.yaml", ["model.local_memory.mask_history=false"])
+    ).eval()
+    with torch.no_grad():
+        state = no_mask.start(video[:, :3], ids)
+        _, a = no_mask.step(video[:, 0], state, memory_mask=torch.zeros(1, 1, 64, 64))
+        _, b = no_mask.step(video[:, 0], state, memory_mask=torch.ones(1, 1, 64, 64))
+    torch.testing.assert_close(a.local_memory, b.local_memory)
+
+
+def test_teacher_forcing_mask_changes_the_local_memory(tiny_model):
+    video, ids = _inputs(), locater.tokenize(["the red circle"])
+    with torch.no_grad():
+        state = tiny_model.start(video[:, :3], ids)
+        _, a = tiny_model.step(video[:, 0], state, memory_mask=torch.zeros(1, 1, 64, 64))
+        _, b = tiny_model.step(video[:, 0], state, memory_mask=torch.ones(1, 1, 64, 64))
+        _, c = tiny_model.step(
+            video[:, 0], state, memory_mask=torch.ones(1, 1, 64, 64), memory_mask_select=torch.tensor([False])
+        )
+        _, d = tiny_model.step(video[:, 0], state)
+    assert not torch.allclose(a.local_memory, b.local_memory)
+    torch.testing.assert_close(c.local_memory, d.local_memory)
+
+
+def test_bfloat16_autocast_runs_on_cpu(tiny_model):
+    video, ids = _inputs(), locater.tokenize(["the red circle"])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = _run(tiny_model, video, ids)
+    assert torch.isfinite(out.float()).all()
+
+
+def test_text_encoder_rejects_ids_beyond_the_embedding(tiny_model):
+    with pytest.raises(ValueError, match="locater.tokenize"):
+        tiny_model.text_encoder(torch.tensor([[101, 30100, 102]]))
