@@ -1,1 +1,55 @@
-"""Benchmarks behind ``tools/benchmark.py``: each prints a table and writes it under ``docs/``."""
+"""Benchmarks behind ``tools/benchmark.py``: each prints a table and writes it as a section of a markdown file.
+
+Each section of ``docs/benchmarks.md`` sits between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` markers, so
+every benchmark rewrites its own section and leaves the others alone.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from pathlib import Path
+
+import torch
+
+BENCHMARKS_MD = Path("docs/benchmarks.md")
+HEADER = "# Benchmarks\n\nWritten by `python tools/benchmark.py`; each section names its command, machine and date.\n"
+
+
+def write_section(name: str, markdown: str, path: str | Path = BENCHMARKS_MD) -> Path:
+    """Replace (or append) the section ``name`` of the benchmarks file with ``markdown``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text() if path.is_file() else HEADER
+    block = f"<!-- begin:{name} -->\n{markdown.rstrip()}\n<!-- end:{name} -->"
+    pattern = re.compile(rf"<!-- begin:{re.escape(name)} -->.*?<!-- end:{re.escape(name)} -->", re.S)
+    text = (
+        pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    )
+    path.write_text(text)
+    return path
+
+
+def machine_description() -> str:
+    """CPU model, core count and torch version (and the GPU when one is used)."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    parts = [f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"]
+    if torch.cuda.is_available():
+        parts.append(torch.cuda.get_device_name(0))
+    return "; ".join(parts)
+
+
+def markdown_table(header: list[str], rows: list[list[object]]) -> str:
+    """A GitHub markdown table."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
