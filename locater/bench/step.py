@@ -38,7 +38,7 @@ def _seeded_model(size: int, seed: int):
     # non-trivial weights everywhere (the default init leaves LayerNorms at identity and biases at zero)
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, param in model.named_parameters():
+        for param in model.parameters():
             if param.dim() == 1:
                 param.add_(0.05 * torch.randn(param.shape, generator=generator))
     return model
