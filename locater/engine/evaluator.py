@@ -1,0 +1,225 @@
+"""Streaming evaluation on layout-3.1 splits (A2D-S, A2D-S+, JHMDB-S, the synthetic benchmark).
+
+``evaluate_split(model, cfg, device, output_dir=None, progress=True, max_videos=None) -> dict`` is what the
+trainer and ``tools/evaluate.py`` call. Inside a process group every rank evaluates its share of the videos
+(balanced by frame count, each video exactly once), the records are gathered, and every rank returns the same
+metrics.
+
+Per video: all its expressions run in one batch that shares the vision encoder; frames go through ``step`` in
+order; frames after the last labelled frame of every expression are not processed (their outputs are never
+scored and cannot change earlier ones); frames are decoded ahead in a background thread. Pre- and
+post-processing are those of the official evaluation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from locater.config import Config
+from locater.data.layout import LayoutError, LayoutSplit, resolve_split_dir
+from locater.engine import distributed
+from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
+from locater.model.locater import Locater
+from locater.preprocess import logits_to_masks, preprocess_frames
+from locater.tokenizer import tokenize
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvaluationResult:
+    """Metrics of one split plus what produced them."""
+
+    metrics: dict[str, float]
+    records: list[FrameRecord]
+    num_samples: int
+    frames_processed: int
+    vision_passes: int
+    seconds: float
+    split_dir: Path = field(default_factory=Path)
+
+
+def split_dir_from_config(cfg: Config, testing_type: str | None = None) -> Path:
+    """The split folder an ``eval`` section names (``split_dir`` wins over data_root/dataset/testing_type)."""
+    section = cfg.eval
+    if section.split_dir:
+        return Path(section.split_dir)
+    return resolve_split_dir(section.data_root, section.dataset, testing_type or section.testing_type)
+
+
+class FramePrefetcher:
+    """Reads and pre-processes frames in a background thread, a few frames ahead of the model.
+
+    Yields ``(frame id, 1 x 3 x S x S tensor)`` in order; an error in the reader is re-raised in the consumer.
+    """
+
+    def __init__(self, split: LayoutSplit, video: str, frames: list[str], size: int, depth: int = 4) -> None:
+        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self.thread = threading.Thread(target=self._run, args=(split, video, frames, size), daemon=True)
+        self.stop = threading.Event()
+        self.thread.start()
+
+    def _run(self, split: LayoutSplit, video: str, frames: list[str], size: int) -> None:
+        try:
+            for frame in frames:
+                if self.stop.is_set():
+                    return
+                self.queue.put((frame, preprocess_frames(split.load_frame(video, frame), size)[None]))
+            self.queue.put(None)
+        except BaseException as error:  # handed to the consumer
+            self.queue.put(error)
+
+    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.queue.get_nowait()
+        self.thread.join(timeout=5)
+
+
+def frames_to_process(samples: list, truncate: bool = True) -> list[str]:
+    """The video's frames in order, up to the last labelled frame of any expression when ``truncate``."""
+    frames = sorted(set().union(*(s.frames for s in samples)))
+    if not truncate:
+        return frames
+    last = max((label for s in samples for label in s.labels), default=None)
+    return [f for f in frames if last is not None and f <= last]
+
+
+@torch.inference_mode()
+def evaluate_layout_split(
+    model: Locater,
+    split: LayoutSplit,
+    device: torch.device,
+    *,
+    truncate: bool = True,
+    amp: bool = False,
+    coco: bool = True,
+    save_masks_dir: Path | None = None,
+    progress: bool = True,
+    max_videos: int | None = None,
+    prefetch: int = 4,
+) -> EvaluationResult:
+    """Evaluate ``model`` on a split (sharded over the process group when one is initialised)."""
+    start_time = time.perf_counter()
+    model.eval()
+    videos = list(split.videos().items())
+    if max_videos:
+        videos = videos[:max_videos]
+    if not videos:
+        raise LayoutError(f"{split.root}: the split holds no expression")
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    plans = [(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
+    mine = [plans[i] for i in distributed.balanced_shard([len(p[2]) for p in plans], rank, world)]
+    size = model.image_size[0]
+    num_global = model.num_global_frames
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    records: list[FrameRecord] = []
+    frames_done = vision_passes = 0
+    bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
+    for video, samples, frames in mine:
+        labels = [set(s.labels) for s in samples]
+        if not frames:
+            continue
+        global_ids = split.global_frames(samples[0], num_global) if model.global_memory is not None else []
+        global_frames = (
+            torch.stack([preprocess_frames(split.load_frame(video, f), size) for f in global_ids])[None].to(
+                device
+            )
+            if global_ids
+            else torch.zeros(1, 0, 3, size, size, device=device)
+        )
+        ids = tokenize([s.sentence for s in samples]).to(device)
+        prefetcher = FramePrefetcher(split, video, frames, size, prefetch)
+        try:
+            with autocast:
+                state = model.start(global_frames, ids)
+                vision_passes += len(global_ids)
+                for frame, tensor in prefetcher:
+                    logits, state = model.step(tensor.to(device, non_blocking=True), state)
+                    frames_done += 1
+                    vision_passes += 1
+                    for row, sample in enumerate(samples):
+                        if frame not in labels[row]:
+                            continue
+                        target = split.load_mask(video, sample.expression, frame)
+                        record = score_frame(
+                            logits[row].float(), target, video, sample.expression, frame, coco=coco
+                        )
+                        records.append(record)
+                        if save_masks_dir is not None:
+                            mask = logits_to_masks(logits[row, 0].float(), target.shape).cpu().numpy()
+                            out = Path(save_masks_dir) / video / sample.expression / f"{frame}.png"
+                            out.parent.mkdir(parents=True, exist_ok=True)
+                            cv2.imwrite(str(out), mask.astype(np.uint8) * 255)
+        finally:
+            prefetcher.close()
+        elapsed = time.perf_counter() - start_time
+        bar.set_postfix(frames_per_s=f"{frames_done / max(elapsed, 1e-9):.1f}")
+        bar.update(1)
+    bar.close()
+    gathered = distributed.all_gather_objects((records, frames_done, vision_passes))
+    all_records = [r for part in gathered for r in part[0]]
+    metrics = SegmentationMetrics()
+    metrics.extend(all_records)
+    computed = metrics.compute()
+    computed["num_samples"] = sum(len(samples) for _, samples, _ in plans)
+    return EvaluationResult(
+        metrics=computed,
+        records=metrics.sorted_records(),
+        num_samples=computed["num_samples"],
+        frames_processed=sum(part[1] for part in gathered),
+        vision_passes=sum(part[2] for part in gathered),
+        seconds=time.perf_counter() - start_time,
+        split_dir=split.root,
+    )
+
+
+def evaluate_split(
+    model: Locater,
+    cfg: Config,
+    device: torch.device,
+    output_dir: Path | None = None,
+    progress: bool = True,
+    max_videos: int | None = None,
+    testing_type: str | None = None,
+) -> dict[str, float]:
+    """Evaluate the split that ``cfg.eval`` names; returns the metrics dict (same on every rank)."""
+    split = LayoutSplit.open(split_dir_from_config(cfg, testing_type))
+    section = cfg.eval
+    result = evaluate_layout_split(
+        model,
+        split,
+        device,
+        truncate=section.truncate,
+        amp=section.amp,
+        coco=section.coco_ap,
+        save_masks_dir=(Path(output_dir) / "masks")
+        if output_dir is not None and section.save_masks
+        else None,
+        progress=progress,
+        max_videos=max_videos or section.max_videos or None,
+        prefetch=section.prefetch,
+    )
+    return result.metrics

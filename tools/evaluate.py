@@ -1,0 +1,169 @@
+"""Evaluate Locater (ours or official checkpoints) on A2D-S, A2D-S+, JHMDB-S or any layout-3.1 split.
+
+  python tools/evaluate.py --config configs/a2d/norm.yaml --checkpoint CKPT [key=value ...]
+  python tools/evaluate.py --dataset A2D --testing-type NORM --snapshot CKPT [--data-root DIR]
+  torchrun --nproc_per_node=N tools/evaluate.py ...            (NCCL on GPUs, gloo on the CPU)
+
+Writes metrics.json, metrics.md, per_frame.csv and config.yaml (and masks/ with --save-masks) into the output
+directory, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from locater.checkpoint import CheckpointError
+from locater.config import ConfigError, load_config, save_config
+from locater.data.layout import TESTING_TYPES, LayoutError, LayoutSplit
+from locater.engine import distributed
+from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config
+from locater.engine.loading import load_model_for_inference
+from locater.engine.metrics import markdown_table, write_per_frame_csv
+
+DATASETS = ("A2D", "JHMDB")
+
+
+def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    upper = value.upper()
+    if upper in choices:
+        return upper
+    close = difflib.get_close_matches(upper, choices, n=1, cutoff=0.3)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise SystemExit(f"error: unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--config", type=Path, help="YAML config (e.g. configs/a2d/norm.yaml)")
+    parser.add_argument("--checkpoint", "--snapshot", dest="checkpoint", type=Path, help="ours or official")
+    parser.add_argument("--dataset", help="official form: A2D or JHMDB")
+    parser.add_argument("--testing-type", help="official form: NORM, MUL, SPAT, TEMP or ALL")
+    parser.add_argument("--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/")
+    parser.add_argument("--output-dir", type=Path, help="default: a new folder under runs/eval/")
+    parser.add_argument(
+        "--save-masks", action="store_true", help="write masks/<video>/<expression>/<frame>.png"
+    )
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: config's device)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. eval.max_videos=5)")
+    args = parser.parse_args(argv)
+    if args.checkpoint is None:
+        parser.error("--checkpoint (or --snapshot) is required")
+    if args.config is None and args.dataset is None:
+        parser.error("give --config FILE, or the official form --dataset {A2D,JHMDB} --testing-type TYPE")
+    return args
+
+
+def build_config(args: argparse.Namespace):
+    overrides = list(args.overrides)
+    if args.dataset is not None:
+        dataset = _choice(args.dataset, DATASETS, "dataset")
+        overrides.append(f"eval.dataset={dataset}")
+        if args.testing_type is not None:
+            overrides.append(
+                f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
+            )
+        elif dataset == "A2D":
+            raise SystemExit("error: --dataset A2D needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
+    if args.data_root is not None:
+        overrides.append(f"eval.data_root={args.data_root}")
+    if args.save_masks:
+        overrides.append("eval.save_masks=true")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    cfg = load_config(args.config, overrides)
+    testing_type = cfg.eval.testing_type.upper()
+    if cfg.eval.dataset.upper() == "A2D" and not cfg.eval.split_dir:
+        cfg.eval.testing_type = _choice(testing_type, (*TESTING_TYPES, "ALL"), "testing type")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    info = distributed.init_distributed(cfg.device)
+    try:
+        # the official form has no model config: the checkpoint's own (ours) or the released defaults (official)
+        model, cfg = load_model_for_inference(
+            args.checkpoint, cfg, info.device, model_from_checkpoint=args.config is None
+        )
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    splits = (
+        list(TESTING_TYPES)
+        if cfg.eval.dataset.upper() == "A2D" and cfg.eval.testing_type == "ALL" and not cfg.eval.split_dir
+        else [cfg.eval.testing_type]
+    )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = (
+        args.output_dir
+        or Path("runs/eval") / f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}-{stamp}"
+    )
+    output_dir = Path(distributed.broadcast_object(str(output_dir)))
+    results, summary = {}, {}
+    try:
+        for testing_type in splits:
+            split = LayoutSplit.open(split_dir_from_config(cfg, testing_type))
+            split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
+            result = evaluate_layout_split(
+                model,
+                split,
+                info.device,
+                truncate=cfg.eval.truncate,
+                amp=cfg.eval.amp,
+                coco=cfg.eval.coco_ap,
+                save_masks_dir=split_out / "masks" if cfg.eval.save_masks else None,
+                progress=not args.no_progress,
+                max_videos=cfg.eval.max_videos or None,
+                prefetch=cfg.eval.prefetch,
+            )
+            name = f"{cfg.eval.dataset}-{testing_type}" if not cfg.eval.split_dir else str(split.root)
+            results[name] = result.metrics
+            if info.is_main:
+                split_out.mkdir(parents=True, exist_ok=True)
+                payload = dict(result.metrics)
+                payload.update(
+                    checkpoint=str(args.checkpoint),
+                    dataset=cfg.eval.dataset,
+                    split=testing_type if not cfg.eval.split_dir else str(split.root),
+                    frames_processed=result.frames_processed,
+                    vision_encoder_passes=result.vision_passes,
+                    seconds=round(result.seconds, 2),
+                    world_size=info.world_size,
+                )
+                (split_out / "metrics.json").write_text(json.dumps(payload, indent=2))
+                (split_out / "metrics.md").write_text(markdown_table({name: result.metrics}))
+                write_per_frame_csv(result.records, split_out / "per_frame.csv")
+                summary[name] = payload
+    except (LayoutError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        distributed.cleanup()
+        return 2
+    if info.is_main:
+        save_config(cfg, output_dir / "config.yaml")
+        table = markdown_table(results)
+        if len(splits) > 1:
+            (output_dir / "metrics.md").write_text(table)
+            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        print(table)
+        print(f"outputs: {output_dir}")
+    distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
