@@ -69,6 +69,9 @@ def load_model_for_inference(
             config = load_config(config.to_dict())
             config.model = load_config({"model": dict(stored.get("model", {}))}).model
         model = build_model_from_section(config.model)
-        load_checkpoint(model, weights, strict=False)
+        try:
+            load_checkpoint(model, weights, strict=False)
+        except CheckpointError as error:
+            raise CheckpointError(str(error).replace("<state dict>", str(path))) from error
         logger.info("loaded checkpoint %s", path)
     return model.to(device).eval(), config

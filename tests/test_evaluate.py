@@ -1,0 +1,182 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from helpers_data import make_checkpoint, make_split
+
+from locater.data.layout import LayoutSplit
+from locater.engine.evaluator import evaluate_layout_split
+
+TOOL = ["tools/evaluate.py"]
+
+
+def _run(args, env=None):
+    return subprocess.run([sys.executable, *TOOL, *args], capture_output=True, text=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    return {"split": make_split(root), "ckpt": make_checkpoint(root / "tiny.pt"), "root": root}
+
+
+def test_config_form_writes_every_output(data, tmp_path):
+    out = tmp_path / "out"
+    result = _run(
+        [
+            "--config",
+            "configs/model/tiny.yaml",
+            "--checkpoint",
+            str(data["ckpt"]),
+            f"eval.split_dir={data['split']}",
+            "--output-dir",
+            str(out),
+            "--save-masks",
+            "--no-progress",
+        ]
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in (
+        "overall_iou",
+        "mean_iou",
+        "precision@0.5",
+        "precision@0.9",
+        "precision_strict@0.5",
+        "map_locater",
+        "map_0.5:0.95",
+        "coco_ap",
+        "num_samples",
+        "num_frames",
+        "checkpoint",
+        "dataset",
+        "split",
+    ):
+        assert key in metrics
+    assert metrics["num_samples"] == 6 and metrics["num_frames"] == 18
+    assert len((out / "per_frame.csv").read_text().splitlines()) == 19
+    assert (out / "config.yaml").is_file() and "Mean IoU" in (out / "metrics.md").read_text()
+    masks = sorted((out / "masks").rglob("*.png"))
+    assert len(masks) == 18 and masks[0].relative_to(out / "masks").parts[:2] == ("vid00", "0")
+    assert "Mean IoU" in result.stdout
+
+
+def test_official_form_with_typo_and_missing_dataset(data, tmp_path):
+    typo = _run(["--dataset", "A2D", "--testing-type", "NUL", "--snapshot", str(data["ckpt"])])
+    assert typo.returncode != 0 and "did you mean MUL?" in typo.stderr
+    missing = _run(
+        [
+            "--dataset",
+            "A2D",
+            "--testing-type",
+            "NORM",
+            "--snapshot",
+            str(data["ckpt"]),
+            "--data-root",
+            str(tmp_path / "nowhere"),
+            "--no-progress",
+        ]
+    )
+    assert missing.returncode == 2 and "expected layout" in missing.stderr
+    # the official form finds A2D_SUBSET/NORM under --data-root and the model config inside our checkpoint
+    (data["root"] / "A2D_SUBSET").mkdir(exist_ok=True)
+    target = data["root"] / "A2D_SUBSET" / "NORM"
+    if not target.exists():
+        target.symlink_to(data["split"])
+    ok = _run(
+        [
+            "--dataset",
+            "A2D",
+            "--testing-type",
+            "norm",
+            "--snapshot",
+            str(data["ckpt"]),
+            "--data-root",
+            str(data["root"]),
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_checkpoint_of_another_architecture_is_rejected(data, tmp_path):
+    other = make_checkpoint(tmp_path / "k3.pt", ["model.fusion.num_stages=3"])
+    result = _run(
+        [
+            "--config",
+            "configs/model/tiny.yaml",
+            "--checkpoint",
+            str(other),
+            f"eval.split_dir={data['split']}",
+            "--output-dir",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
+    assert result.returncode == 2 and "unexpected keys" in result.stderr and "fusion.2." in result.stderr
+    assert "k3.pt does not fit the model" in result.stderr
+
+
+def test_truncation_leaves_scored_outputs_unchanged(data):
+    import locater
+
+    payload = torch.load(data["ckpt"])
+    model = locater.build_model(payload["config"])
+    model.load_state_dict(payload["model"])
+    split = LayoutSplit.open(data["split"])
+    full = evaluate_layout_split(model, split, torch.device("cpu"), truncate=False, progress=False)
+    short = evaluate_layout_split(model, split, torch.device("cpu"), truncate=True, progress=False)
+    assert short.frames_processed < full.frames_processed
+    assert [(r.key, r.intersection, r.union) for r in short.records] == [
+        (r.key, r.intersection, r.union) for r in full.records
+    ]
+    assert short.metrics == full.metrics
+
+
+def test_two_processes_give_the_same_numbers(data, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    common = [
+        "--config",
+        "configs/model/tiny.yaml",
+        "--checkpoint",
+        str(data["ckpt"]),
+        f"eval.split_dir={data['split']}",
+        "--no-progress",
+    ]
+    single = _run([*common, "--output-dir", str(tmp_path / "one")], env=env)
+    assert single.returncode == 0, single.stderr
+    double = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29613",
+            *TOOL,
+            *common,
+            "--output-dir",
+            str(tmp_path / "two"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert double.returncode == 0, double.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("one", "two"))
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    for key in (
+        "overall_iou",
+        "mean_iou",
+        "precision@0.5",
+        "map_locater",
+        "coco_ap",
+        "num_frames",
+        "num_samples",
+    ):
+        assert one[key] == two[key]
+    assert (tmp_path / "one/per_frame.csv").read_text() == (tmp_path / "two/per_frame.csv").read_text()
