@@ -258,6 +258,10 @@ class Locater(nn.Module):
         new_state = replace(state, local_memory=local_memory, num_frames=state.num_frames + 1)
         return StepOutput(logits=logits, aux_logits=aux), new_state
 
+    def forward(self, *args, **kwargs):
+        """:meth:`forward_clip` (what DDP wraps during training)."""
+        return self.forward_clip(*args, **kwargs)
+
     def forward_clip(
         self,
         global_frames: torch.Tensor,
