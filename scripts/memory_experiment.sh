@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The memory experiment: train the full model and three memory ablations with the same budget on the synthetic
+# benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
+#   bash scripts/memory_experiment.sh                       # MINUTES per variant (default 25)
+#   MINUTES=5 bash scripts/memory_experiment.sh
+#   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-runs/memory_experiment}
+DATA=${DATA:-datasets/synthetic}
+DOCS=${DOCS:-docs}
+MINUTES=${MINUTES:-25}
+EXTRA=()
+NUM_TEST=50
+if [ -n "${SMOKE:-}" ]; then
+    MINUTES=0.2
+    NUM_TEST=2
+    EXTRA=(train.max_steps=2 train.batch_size=2 train.data.samples_per_epoch=4)
+fi
+declare -A VARIANTS=(
+    [full]=""
+    [no_local_memory]="model.local_memory.size=0"
+    [no_global_memory]="model.global_memory.size=0"
+    [no_mask_history]="model.local_memory.mask_history=false"
+)
+start=$(date +%s)
+python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
+runs=()
+for variant in full no_local_memory no_global_memory no_mask_history; do
+    # shellcheck disable=SC2086
+    python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/$variant" train.max_minutes="$MINUTES" \
+        validation.splits=[] ${VARIANTS[$variant]} "${EXTRA[@]}"
+    for split in NORM MUL SPAT TEMP; do
+        python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
+            ${VARIANTS[$variant]} eval.split_dir="$DATA/$split" --output-dir "$OUT/eval/$variant/$split" --no-progress
+    done
+    runs+=("$variant=$OUT/eval/$variant")
+done
+mkdir -p "$DOCS"
+python scripts/quickstart_report.py --runs "${runs[@]}" --out "$OUT" --plot "$DOCS/memory_experiment.png"
+cp "$OUT/results.json" "$DOCS/memory_experiment.json"
+elapsed=$(( $(date +%s) - start ))
+{
+    echo "# The memory experiment"
+    echo
+    echo "Command: \`MINUTES=$MINUTES bash scripts/memory_experiment.sh\`  "
+    echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
+    echo "Wall time: ${elapsed} s for 4 variants x ($MINUTES min of training + evaluation of 4 splits x $NUM_TEST videos)."
+    echo
+    echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
+    echo
+    cat "$OUT/results.md"
+    echo
+    echo "![mean IoU per split](memory_experiment.png)"
+} > "$DOCS/memory_experiment.md"
+echo "memory experiment finished in ${elapsed} s"

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Quickstart on the embedded synthetic benchmark (CPU, no download): install, generate data, train the small
+# model, evaluate NORM / MUL / SPAT / TEMP, print the table. Outputs in runs/quickstart/.
+#   bash scripts/quickstart.sh                     # about 8 minutes of training
+#   QUICKSTART_MINUTES=2 bash scripts/quickstart.sh
+#   QUICKSTART_SMOKE=1 bash scripts/quickstart.sh  # a few steps and videos (used by the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+    [ -d .venv ] || python3 -m venv .venv
+    # shellcheck disable=SC1091
+    . .venv/bin/activate
+    python -m pip install -q --upgrade pip
+    python -m pip install -q -e '.[test]'
+fi
+OUT=${QUICKSTART_OUT:-runs/quickstart}
+DATA=${QUICKSTART_DATA:-datasets/synthetic}
+MINUTES=${QUICKSTART_MINUTES:-8}
+EXTRA=()
+NUM_TEST=50
+if [ -n "${QUICKSTART_SMOKE:-}" ]; then
+    MINUTES=0.3
+    NUM_TEST=2
+    EXTRA=(train.max_steps=3 train.batch_size=2 train.data.samples_per_epoch=8 train.log_every=1)
+fi
+start=$(date +%s)
+python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
+python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/full" train.max_minutes="$MINUTES" \
+    validation.splits=[] "${EXTRA[@]}"
+for split in NORM MUL SPAT TEMP; do
+    python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/full/checkpoints/last.pt" \
+        eval.split_dir="$DATA/$split" --output-dir "$OUT/eval/full/$split" --save-masks --no-progress
+done
+python scripts/quickstart_report.py --runs full="$OUT/eval/full" --out "$OUT" --gifs 2 --data-root "$DATA"
+echo "quickstart finished in $(( $(date +%s) - start )) s; results in $OUT/results.json"
