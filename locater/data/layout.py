@@ -5,10 +5,14 @@ A2D flavour (``A2D_SUBSET/<TYPE>/``, also spelled ``A2D_SUBSET/A2D_<TYPE>/``)::
     allPngs320H/<video>/<00001>.png            frames, 1-indexed, 5 digits
     mask/<video>_<obj>_<frame>.pth             torch-saved H x W mask of one (video, expression, frame)
     vid_frame_dict.pth                         {video: number of frames}   (or vid_frames_dict.pth)
-    <PREFIX>_test_expressions.json             {video: {"frames": [...], "expressions": {obj: {"exp", "labels"}}}}
+    <PREFIX>_expressions.json                  {video: {"frames": [...], "expressions": {obj: {"exp", "labels"}}}}
 
 JHMDB flavour (``JHMDB/``): ``images/<action>/<video>/<00001>.png``, masks named with ``/`` -> ``_``, and
 ``vid_frames_dict.pth`` nested as ``{action: {video: n}}``.
+
+:meth:`LayoutSplit.open` is strict by default (the first problem raises :class:`LayoutError`); with
+``strict=False`` it reads what it can and lists every problem in ``split.problems`` (used by
+``python -m locater.data.check``).
 """
 
 from __future__ import annotations
@@ -20,17 +24,18 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from locater.data.indices import global_frame_numbers
+from locater.data.frames import DataError, encode_png, read_rgb
+from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 
 logger = logging.getLogger(__name__)
 
 FRAME_DIRS = {"a2d": "allPngs320H", "jhmdb": "images"}
 COUNT_FILES = ("vid_frame_dict.pth", "vid_frames_dict.pth")
 TESTING_TYPES = ("NORM", "MUL", "SPAT", "TEMP")
+DATASETS = ("A2D", "JHMDB")
 
 # The official loader fixes these misspelled A2D sentences (after lower-casing).
 SENTENCE_FIXES = {
@@ -64,12 +69,12 @@ EXPECTED_LAYOUT = """expected layout:
       JHMDB_test_expressions.json"""
 
 
-class LayoutError(ValueError):
+class LayoutError(DataError):
     """A dataset folder does not follow the layout; the message names the file and the problem."""
 
 
 def fix_sentence(sentence: str) -> str:
-    """Lower-case and apply the official loader's 15 spelling fixes."""
+    """Lower-case and apply the official loader's 15 spelling fixes (A2D ``check_query``)."""
     lowered = sentence.lower()
     return SENTENCE_FIXES.get(lowered, lowered)
 
@@ -79,8 +84,17 @@ def frame_id(number: int) -> str:
     return f"{int(number):05d}"
 
 
+def is_frame_id(value: object) -> bool:
+    """True for a 5-digit frame id string such as ``"00007"``."""
+    return isinstance(value, str) and len(value) == 5 and value.isdigit()
+
+
 def resolve_split_dir(data_root: str | Path, dataset: str, testing_type: str | None = None) -> Path:
-    """The split folder for (data root, A2D/JHMDB, testing type), accepting both official spellings."""
+    """The split folder for (data root, A2D/JHMDB, testing type), as the official loader.
+
+    A2D: ``<root>/A2D_SUBSET/<TYPE>`` or ``<root>/A2D_SUBSET/A2D_<TYPE>``; JHMDB: ``<root>/JHMDB``.
+    Raises :class:`LayoutError` with the expected layout when the folder is missing.
+    """
     root = Path(data_root)
     dataset = dataset.upper()
     if dataset == "JHMDB":
@@ -89,6 +103,10 @@ def resolve_split_dir(data_root: str | Path, dataset: str, testing_type: str | N
         if testing_type is None:
             raise LayoutError("A2D needs a testing type (NORM, MUL, SPAT or TEMP)")
         kind = testing_type.upper()
+        if kind not in TESTING_TYPES:
+            raise LayoutError(
+                f"unknown testing type {testing_type!r}: expected one of {', '.join(TESTING_TYPES)}"
+            )
         candidates = [root / "A2D_SUBSET" / kind, root / "A2D_SUBSET" / f"A2D_{kind}"]
     else:
         raise LayoutError(f"unknown dataset {dataset!r}: expected A2D or JHMDB")
@@ -101,15 +119,16 @@ def resolve_split_dir(data_root: str | Path, dataset: str, testing_type: str | N
 
 @dataclass
 class ExpressionSample:
-    """One test sample: a (video, expression) pair.
+    """One sample: a (video, expression) pair.
 
     Attributes:
         video: video id (``action/video`` for JHMDB).
-        expression: expression (object) id.
-        sentence: the sentence after the official fixes.
-        frames: sorted frame ids ("00001") the model runs over.
-        labels: sorted frame ids that are scored.
-        num_frames: number of frames of the video (count dict), which places the global frames.
+        expression: expression id (the object id in layout 3.1).
+        sentence: the sentence after the official fixes (lower-cased).
+        frames: sorted unique frame ids ("00001") the model runs over.
+        labels: sorted unique frame ids that carry a mask (scored at test time, supervised in training).
+        num_frames: number of frames of the whole video (count dict), which places the global frames.
+        raw_sentence: the sentence as written in the file.
     """
 
     video: str
@@ -127,140 +146,207 @@ class LayoutSplit:
 
     root: Path
     flavour: str
-    expressions_file: Path
+    expressions_file: Path | None
     samples: list[ExpressionSample] = field(default_factory=list)
     frame_counts: dict[str, int] = field(default_factory=dict)
+    counts_file: Path | None = None
+    problems: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, split_dir: str | Path) -> LayoutSplit:
-        """Read a split folder; raises :class:`LayoutError` naming the file on any structural problem."""
+    def open(cls, split_dir: str | Path, strict: bool = True) -> LayoutSplit:
+        """Read a split folder.
+
+        Args:
+            split_dir: the folder holding the frame folder, ``mask/``, the count dict and the JSON.
+            strict: raise :class:`LayoutError` on the first problem; otherwise collect every problem found
+                in the JSON and the count dict in ``problems`` (files are checked by ``locater.data.check``).
+        """
         root = Path(split_dir)
         if not root.is_dir():
             raise LayoutError(f"split folder not found: {root}\n{EXPECTED_LAYOUT}")
+        problems = _Problems(strict)
         flavour = next((name for name, sub in FRAME_DIRS.items() if (root / sub).is_dir()), None)
         if flavour is None:
-            raise LayoutError(
-                f"{root}: no frame folder ({' or '.join(FRAME_DIRS.values())})\n{EXPECTED_LAYOUT}"
-            )
-        counts_path = next((root / n for n in COUNT_FILES if (root / n).is_file()), None)
-        if counts_path is None:
-            raise LayoutError(f"{root}: no frame-count file ({' or '.join(COUNT_FILES)})")
-        try:
-            raw_counts = torch.load(counts_path, weights_only=False)
-        except Exception as error:
-            raise LayoutError(f"{counts_path}: cannot read ({error})") from error
-        counts = _flatten_counts(raw_counts, counts_path)
-        expressions_file = _find_expressions_file(root)
+            problems.add(f"{root}: no frame folder ({' or '.join(FRAME_DIRS.values())})\n{EXPECTED_LAYOUT}")
+            flavour = "a2d"
+        counts_file, counts = _read_counts(root, problems)
+        expressions_file = _find_expressions_file(root, problems)
         split = cls(root=root, flavour=flavour, expressions_file=expressions_file, frame_counts=counts)
-        split.samples = _read_samples(expressions_file, counts)
+        split.counts_file = counts_file
+        if expressions_file is not None:
+            split.samples = _read_samples(expressions_file, counts, counts_file is not None, problems)
+        split.problems = problems.found
         return split
 
     # ------------------------------------------------------------------ paths and loading
+    def frame_dir(self, video: str) -> Path:
+        return self.root / FRAME_DIRS[self.flavour] / video
+
     def frame_path(self, video: str, frame: str) -> Path:
-        return self.root / FRAME_DIRS[self.flavour] / video / f"{frame}.png"
+        return self.frame_dir(video) / f"{frame}.png"
 
     def mask_path(self, video: str, expression: str, frame: str) -> Path:
         return self.root / "mask" / f"{video.replace('/', '_')}_{expression}_{frame}.pth"
 
     def load_frame(self, video: str, frame: str) -> np.ndarray:
         """``H x W x 3`` uint8 RGB; :class:`LayoutError` naming the file when missing or unreadable."""
-        return read_rgb(self.frame_path(video, frame))
+        try:
+            return read_rgb(self.frame_path(video, frame))
+        except DataError as error:
+            raise LayoutError(str(error)) from error
 
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
-        """``H x W`` bool mask."""
-        path = self.mask_path(video, expression, frame)
-        if not path.is_file():
-            raise LayoutError(f"mask file missing: {path}")
-        try:
-            mask = torch.load(path, weights_only=False)
-        except Exception as error:
-            raise LayoutError(f"{path}: cannot read mask ({error})") from error
-        mask = torch.as_tensor(mask)
-        while mask.dim() > 2 and mask.shape[0] == 1:
-            mask = mask[0]
-        if mask.dim() != 2:
-            raise LayoutError(f"{path}: expected an H x W mask, got shape {tuple(mask.shape)}")
-        return (mask.float() > 0.5).numpy()
+        """``H x W`` bool mask (a torch-saved tensor of any dtype; leading singleton dims are dropped)."""
+        return read_mask_file(self.mask_path(video, expression, frame))
 
     def global_frames(self, sample: ExpressionSample, num_global: int) -> list[str]:
-        """Frame ids of the global memory (official rule, from the frame count)."""
+        """Frame ids of the global memory at test time: centres of ``num_global`` segments (official rule)."""
         return [frame_id(n) for n in global_frame_numbers(sample.num_frames, num_global)]
 
+    def random_global_frames(
+        self, sample: ExpressionSample, num_global: int, rng: np.random.Generator
+    ) -> list[str]:
+        """Training variant: one random frame inside each of the ``num_global`` segments."""
+        return [frame_id(n) for n in random_global_frame_numbers(sample.num_frames, num_global, rng)]
+
     def videos(self) -> OrderedDict[str, list[ExpressionSample]]:
-        """Samples grouped by video, in file order."""
+        """Samples grouped by video, in file order (the evaluator runs one video's expressions together)."""
         grouped: OrderedDict[str, list[ExpressionSample]] = OrderedDict()
         for sample in self.samples:
             grouped.setdefault(sample.video, []).append(sample)
         return grouped
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Read an image as ``H x W x 3`` uint8 RGB with OpenCV (grey images are expanded)."""
+def read_mask_file(path: Path) -> np.ndarray:
+    """Read a torch-saved mask as an ``H x W`` bool array; :class:`LayoutError` naming the file otherwise."""
     if not path.is_file():
-        raise LayoutError(f"frame file missing: {path}")
-    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise LayoutError(f"{path}: cannot decode image (corrupt file?)")
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    elif image.shape[2] == 4:
-        image = image[:, :, :3]
-    if image.dtype != np.uint8:
-        raise LayoutError(f"{path}: expected an 8-bit image, got {image.dtype}")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        raise LayoutError(f"mask file missing: {path}")
+    try:
+        mask = torch.load(path, weights_only=False)
+        mask = torch.as_tensor(mask)
+    except Exception as error:
+        raise LayoutError(f"{path}: cannot read mask ({error})") from error
+    while mask.dim() > 2 and mask.shape[0] == 1:
+        mask = mask[0]
+    if mask.dim() != 2:
+        raise LayoutError(f"{path}: expected an H x W mask, got shape {tuple(mask.shape)}")
+    return (mask.float() > 0.5).numpy()
 
 
-def _flatten_counts(raw: object, path: Path) -> dict[str, int]:
+class _Problems:
+    """Raises at the first problem (strict) or collects them all."""
+
+    def __init__(self, strict: bool) -> None:
+        self.strict = strict
+        self.found: list[str] = []
+
+    def add(self, message: str) -> None:
+        if self.strict:
+            raise LayoutError(message)
+        self.found.append(message)
+
+
+def _read_counts(root: Path, problems: _Problems) -> tuple[Path | None, dict[str, int]]:
+    present = [root / name for name in COUNT_FILES if (root / name).is_file()]
+    if not present:
+        problems.add(f"{root}: no frame-count file ({' or '.join(COUNT_FILES)})")
+        return None, {}
+    if len(present) > 1:
+        problems.add(f"{root}: both {COUNT_FILES[0]} and {COUNT_FILES[1]} exist; keep one")
+    path = present[0]
+    try:
+        raw = torch.load(path, weights_only=False)
+    except Exception as error:
+        problems.add(f"{path}: cannot read ({error})")
+        return path, {}
     if not isinstance(raw, dict):
-        raise LayoutError(f"{path}: expected a dict of frame counts, got {type(raw).__name__}")
+        problems.add(f"{path}: expected a dict of frame counts, got {type(raw).__name__}")
+        return path, {}
     counts: dict[str, int] = {}
     for key, value in raw.items():
-        if isinstance(value, dict):  # JHMDB: {action: {video: n}}
-            for video, n in value.items():
-                counts[f"{key}/{video}"] = int(n)
-        else:
-            counts[str(key)] = int(value)
-    return counts
+        items = value.items() if isinstance(value, dict) else [(None, value)]  # JHMDB: {action: {video: n}}
+        for name, n in items:
+            video = str(key) if name is None else f"{key}/{name}"
+            if isinstance(n, torch.Tensor) and n.numel() == 1:
+                n = n.item()
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n <= 0:
+                problems.add(f"{path}: count of video {video!r} is {n!r}, expected a positive integer")
+                continue
+            counts[video] = int(n)
+    return path, counts
 
 
-def _find_expressions_file(root: Path) -> Path:
+def _find_expressions_file(root: Path, problems: _Problems) -> Path | None:
     candidates = sorted(root.glob("*_expressions.json"))
     if len(candidates) == 1:
         return candidates[0]
     if not candidates:
-        raise LayoutError(f"{root}: no *_expressions.json file\n{EXPECTED_LAYOUT}")
+        problems.add(f"{root}: no *_expressions.json file\n{EXPECTED_LAYOUT}")
+        return None
+    kind = root.name[4:] if root.name.startswith("A2D_") else root.name
     preferred = [
         c
         for c in candidates
-        if c.name in (f"A2D_{root.name}_test_expressions.json", f"{root.name}_test_expressions.json")
+        if c.name in (f"A2D_{kind}_test_expressions.json", f"{kind}_test_expressions.json")
     ]
     if len(preferred) == 1:
         return preferred[0]
-    raise LayoutError(f"{root}: several expression files {[c.name for c in candidates]}; keep one")
+    problems.add(f"{root}: several expression files {[c.name for c in candidates]}; keep one")
+    return None
 
 
-def _read_samples(path: Path, counts: dict[str, int]) -> list[ExpressionSample]:
+def _read_samples(
+    path: Path, counts: dict[str, int], have_counts: bool, problems: _Problems
+) -> list[ExpressionSample]:
     try:
         data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise LayoutError(f"{path}: malformed JSON ({error})") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        problems.add(f"{path}: malformed JSON ({error})")
+        return []
     if not isinstance(data, dict):
-        raise LayoutError(f"{path}: expected an object of videos")
+        problems.add(f"{path}: malformed JSON (expected an object of videos, got {type(data).__name__})")
+        return []
     samples = []
     for video, entry in data.items():
         where = f"{path}: video {video!r}"
-        if not isinstance(entry, dict) or "frames" not in entry or "expressions" not in entry:
-            raise LayoutError(f"{where}: needs 'frames' and 'expressions'")
-        frames = sorted({str(f) for f in entry["frames"]})
-        if video not in counts:
-            raise LayoutError(f"{where}: not in the frame-count file")
+        if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list):
+            problems.add(f"{where}: needs a 'frames' list")
+            continue
+        if not isinstance(entry.get("expressions"), dict):
+            problems.add(f"{where}: needs an 'expressions' object")
+            continue
+        bad = [f for f in entry["frames"] if not is_frame_id(f)]
+        if bad:
+            problems.add(f"{where}: frame ids {bad[:5]} are not 5-digit strings")
+        frames = sorted({f for f in entry["frames"] if is_frame_id(f)})
+        if not frames:
+            problems.add(f"{where}: no frames")
+        num_frames = counts.get(video, 0)
+        if have_counts and video not in counts:
+            problems.add(f"{where}: not in the frame-count file")
+        elif frames and num_frames and int(frames[-1]) > num_frames:
+            problems.add(f"{where}: frame {frames[-1]} beyond the count of {num_frames} frames")
+        frame_set = set(frames)
         for obj, expression in entry["expressions"].items():
+            here = f"{where}, expression {obj!r}"
             if not isinstance(expression, dict) or "exp" not in expression:
-                raise LayoutError(f"{where}, expression {obj!r}: needs 'exp'")
+                problems.add(f"{here}: needs 'exp'")
+                continue
             sentence = expression["exp"]
             if not isinstance(sentence, str) or not sentence.strip():
-                raise LayoutError(f"{where}, expression {obj!r}: empty sentence")
-            labels = sorted({str(f) for f in expression.get("labels", [])})
+                problems.add(f"{here}: empty sentence")
+                sentence = sentence if isinstance(sentence, str) else ""
+            raw_labels = expression.get("labels", [])
+            if not isinstance(raw_labels, list):
+                problems.add(f"{here}: 'labels' must be a list")
+                raw_labels = []
+            bad = [f for f in raw_labels if not is_frame_id(f)]
+            if bad:
+                problems.add(f"{here}: label ids {bad[:5]} are not 5-digit strings")
+            labels = sorted({f for f in raw_labels if is_frame_id(f)})
+            outside = [f for f in labels if f not in frame_set]
+            if outside:
+                problems.add(f"{here}: labels {outside[:5]} not in the video's frames")
             samples.append(
                 ExpressionSample(
                     video=video,
@@ -268,7 +354,7 @@ def _read_samples(path: Path, counts: dict[str, int]) -> list[ExpressionSample]:
                     sentence=fix_sentence(sentence),
                     frames=frames,
                     labels=labels,
-                    num_frames=counts[video],
+                    num_frames=num_frames,
                     raw_sentence=sentence,
                 )
             )
@@ -302,8 +388,7 @@ class LayoutWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"{path}: expected an H x W x 3 uint8 frame, got {rgb.dtype} {rgb.shape}")
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
-            raise OSError(f"cannot write {path}")
+        path.write_bytes(encode_png(rgb))
         return path
 
     def write_mask(self, video: str, obj: str, frame: int, mask: np.ndarray) -> Path:
@@ -317,6 +402,8 @@ class LayoutWriter:
 
     def add_video(self, video: str, num_frames: int, frames: list[int] | None = None) -> None:
         """Register a video with its frame count and the frames the model runs over (default all)."""
+        if self.flavour == "jhmdb" and "/" not in video:
+            raise ValueError(f"JHMDB video ids are 'action/video', got {video!r}")
         frames = list(range(1, num_frames + 1)) if frames is None else frames
         self.videos[video] = {"frames": [frame_id(f) for f in frames], "expressions": OrderedDict()}
         self.counts[video] = int(num_frames)

@@ -1,0 +1,155 @@
+"""Validate layout-3.1 splits and list every problem found.
+
+``python -m locater.data.check ROOT_OR_SPLIT_DIR`` checks one split folder, or every split found under a data
+root (any folder holding a ``*_expressions.json``). It prints the counts of each split and every problem:
+malformed JSON, empty sentences, labels not in the frames, count dict disagreeing with the frames, missing or
+corrupt frame and mask files, masks whose size differs from their frame. Exit code 1 if any problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from locater.data.frames import DataError, image_size, read_rgb
+from locater.data.layout import LayoutError, LayoutSplit, read_mask_file
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SplitReport:
+    """What :func:`check_split` found in one split folder."""
+
+    root: Path
+    num_videos: int = 0
+    num_expressions: int = 0
+    num_labelled_frames: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def find_splits(path: str | Path) -> list[Path]:
+    """``path`` itself if it holds a ``*_expressions.json``, otherwise every such folder below it (sorted)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise LayoutError(f"folder not found: {path}")
+    if any(path.glob("*_expressions.json")):
+        return [path]
+    return sorted({p.parent for p in path.rglob("*_expressions.json")})
+
+
+def check_split(split_dir: str | Path, num_global: int = 3, decode: bool = False) -> SplitReport:
+    """Check one split folder.
+
+    Args:
+        split_dir: a layout-3.1 split folder.
+        num_global: number of global frames whose files must exist (DESIGN §1 rule, from the count dict).
+        decode: decode every frame (slow); by default PNG headers are read and only labelled frames decoded
+            when they are not PNG.
+    """
+    split = LayoutSplit.open(split_dir, strict=False)
+    report = SplitReport(root=split.root, problems=list(split.problems))
+    grouped = split.videos()
+    report.num_videos = len(grouped)
+    report.num_expressions = len(split.samples)
+    report.num_labelled_frames = sum(len(s.labels) for s in split.samples)
+    for video, samples in grouped.items():
+        report.problems.extend(_check_video(split, video, samples, num_global, decode))
+    return report
+
+
+def _check_video(split: LayoutSplit, video: str, samples: list, num_global: int, decode: bool) -> list[str]:
+    folder = split.frame_dir(video)
+    if not folder.is_dir():
+        return [f"{folder}: frame folder of video {video!r} missing"]
+    problems: list[str] = []
+    count = split.frame_counts.get(video)
+    on_disk = len(list(folder.glob("*.png")))
+    if count is not None and on_disk != count:
+        problems.append(f"{folder}: holds {on_disk} PNG frames but {split.counts_file.name} says {count}")
+    sizes: dict[str, tuple[int, int] | None] = {}
+
+    def frame_size(frame: str) -> tuple[int, int] | None:
+        if frame not in sizes:
+            path = split.frame_path(video, frame)
+            try:
+                sizes[frame] = read_rgb(path).shape[:2] if decode else image_size(path)
+            except DataError as error:
+                sizes[frame] = None
+                problems.append(str(error))
+        return sizes[frame]
+
+    needed = list(samples[0].frames)
+    if count:
+        try:
+            needed += split.global_frames(samples[0], num_global)
+        except ValueError as error:
+            problems.append(f"{folder}: {error}")
+    for frame in dict.fromkeys(needed):
+        frame_size(frame)
+    for sample in samples:
+        for frame in sample.labels:
+            path = split.mask_path(video, sample.expression, frame)
+            try:
+                mask = read_mask_file(path)
+            except LayoutError as error:
+                problems.append(str(error))
+                continue
+            size = frame_size(frame)
+            if size is not None and tuple(mask.shape) != tuple(size):
+                problems.append(
+                    f"{path}: mask is {mask.shape[0]} x {mask.shape[1]}, its frame is {size[0]} x {size[1]}"
+                )
+    return problems
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m locater.data.check",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("path", help="a split folder, or a data root to search for split folders")
+    parser.add_argument("--num-global", type=int, default=3, help="global frames per video that must exist")
+    parser.add_argument(
+        "--decode", action="store_true", help="decode every frame instead of reading PNG headers"
+    )
+    args = parser.parse_args(argv)
+    try:
+        splits = find_splits(args.path)
+    except LayoutError as error:
+        print(f"error: {error}")
+        return 1
+    if not splits:
+        print(f"error: no split (folder with a *_expressions.json) under {args.path}")
+        return 1
+    total = 0
+    for split_dir in splits:
+        try:
+            report = check_split(split_dir, args.num_global, args.decode)
+        except LayoutError as error:
+            report = SplitReport(root=Path(split_dir), problems=[str(error)])
+        print(
+            f"{report.root}: {report.num_videos} videos, {report.num_expressions} expressions, "
+            f"{report.num_labelled_frames} labelled frames, {_plural(len(report.problems), 'problem')}"
+        )
+        for problem in report.problems:
+            print(f"  problem: {problem}")
+        total += len(report.problems)
+    print("OK" if total == 0 else f"FAILED: {_plural(total, 'problem')} in {_plural(len(splits), 'split')}")
+    return 1 if total else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

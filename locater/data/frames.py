@@ -1,0 +1,74 @@
+"""Image files in and out: RGB frames, PNG sizes, deterministic PNG bytes.
+
+Every reader here raises :class:`DataError` naming the file and the problem; nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed parameters: the same array gives the same bytes
+
+
+class DataError(ValueError):
+    """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
+
+
+def read_rgb(path: str | Path) -> np.ndarray:
+    """Read an image with OpenCV as ``H x W x 3`` uint8 RGB (grey images are expanded, alpha dropped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"frame file missing: {path}")
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise DataError(f"{path}: cannot decode image (corrupt file?)")
+    if image.dtype != np.uint8:
+        raise DataError(f"{path}: expected an 8-bit image, got {image.dtype}")
+    if image.ndim == 2:
+        return np.repeat(image[:, :, None], 3, axis=2)
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image; PNG sizes come from the header without decoding the pixels."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"frame file missing: {path}")
+    with path.open("rb") as handle:
+        head = handle.read(24)
+    if head[:8] == PNG_SIGNATURE:
+        if head[12:16] != b"IHDR":
+            raise DataError(f"{path}: PNG without an IHDR header (corrupt file?)")
+        width, height = struct.unpack(">II", head[16:24])
+        return int(height), int(width)
+    return read_rgb(path).shape[:2]
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """PNG bytes of an ``H x W`` (grey) or ``H x W x 3`` (RGB) uint8 array, byte-deterministic."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"expected an H x W or H x W x 3 uint8 image, got {image.dtype} {image.shape}")
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR) if image.ndim == 3 else image
+    ok, buffer = cv2.imencode(".png", np.ascontiguousarray(bgr), PNG_PARAMS)
+    if not ok:
+        raise ValueError(f"cannot encode an image of shape {image.shape} as PNG")
+    return buffer.tobytes()
+
+
+def write_png(path: str | Path, image: np.ndarray) -> Path:
+    """Write :func:`encode_png` bytes to ``path`` (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        data = encode_png(image)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+    path.write_bytes(data)
+    return path

@@ -1,0 +1,275 @@
+"""Ref-YouTube-VOS (DESIGN §3.2): reader for train/valid and the valid-set submission writer.
+
+Layout::
+
+    <root>/{train,valid}/JPEGImages/<video>/<frame>.jpg
+    <root>/train/Annotations/<video>/<frame>.png             palette PNG, pixel value = object id
+    <root>/meta_expressions/{train,valid}/meta_expressions.json
+        {"videos": {video: {"expressions": {exp_id: {"exp": sentence, "obj_id": "1"}}, "frames": [...]}}}
+
+Samples are :class:`~locater.data.layout.ExpressionSample` as for layout 3.1: ``frames`` are the video's frame
+names from the meta file, ``labels`` are every frame on train (each has an annotation PNG; the object may be
+absent, giving an empty mask) and none on valid. The global frames are placed over the listed frames (the
+official rule applied to ``len(frames)``).
+
+The submission is a zip of ``Annotations/<video>/<exp_id>/<frame>.png`` (0/255) covering every (video,
+expression, frame) of the valid meta file; :class:`SubmissionWriter` refuses to write an incomplete one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from locater.data.frames import DataError, encode_png, read_rgb
+from locater.data.indices import global_frame_numbers, random_global_frame_numbers
+from locater.data.layout import ExpressionSample
+
+logger = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid")
+ZIP_DATE = (2021, 1, 1, 0, 0, 0)  # fixed member time stamps: the same masks give the same zip bytes
+
+EXPECTED_LAYOUT = """expected layout:
+  <root>/<split>/JPEGImages/<video>/<frame>.jpg
+  <root>/train/Annotations/<video>/<frame>.png      (palette PNG, pixel value = object id)
+  <root>/meta_expressions/<split>/meta_expressions.json"""
+
+
+class YTVOSError(DataError):
+    """A Ref-YouTube-VOS folder or file is missing or malformed; the message names it."""
+
+
+class SubmissionError(YTVOSError):
+    """A submission is incomplete or gets an entry the meta file does not list."""
+
+
+def meta_path(root: str | Path, split: str) -> Path:
+    """The meta file of a split: ``<root>/meta_expressions/<split>/meta_expressions.json``.
+
+    ``<root>/<split>/meta_expressions.json`` is accepted too.
+    """
+    root = Path(root)
+    candidates = [
+        root / "meta_expressions" / split / "meta_expressions.json",
+        root / split / "meta_expressions.json",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise YTVOSError(f"Ref-YouTube-VOS meta file not found (tried {tried})\n{EXPECTED_LAYOUT}")
+
+
+@dataclass
+class YTVOSSplit:
+    """One Ref-YouTube-VOS split (``train`` with masks, ``valid`` without)."""
+
+    root: Path
+    split: str
+    samples: list[ExpressionSample] = field(default_factory=list)
+    object_ids: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    @classmethod
+    def open(cls, root: str | Path, split: str = "train") -> YTVOSSplit:
+        """Read the meta file of ``split``; raises :class:`YTVOSError` naming the file on any problem."""
+        if split not in SPLITS:
+            raise YTVOSError(f"unknown Ref-YouTube-VOS split {split!r}: expected one of {SPLITS}")
+        root = Path(root)
+        if not (root / split / "JPEGImages").is_dir():
+            raise YTVOSError(f"{root / split / 'JPEGImages'}: folder missing\n{EXPECTED_LAYOUT}")
+        path = meta_path(root, split)
+        ytvos = cls(root=root, split=split)
+        ytvos.samples, ytvos.object_ids = _read_meta(path, with_objects=split == "train")
+        return ytvos
+
+    @property
+    def has_masks(self) -> bool:
+        return self.split == "train"
+
+    def frame_path(self, video: str, frame: str) -> Path:
+        return self.root / self.split / "JPEGImages" / video / f"{frame}.jpg"
+
+    def annotation_path(self, video: str, frame: str) -> Path:
+        return self.root / self.split / "Annotations" / video / f"{frame}.png"
+
+    def load_frame(self, video: str, frame: str) -> np.ndarray:
+        """``H x W x 3`` uint8 RGB."""
+        try:
+            return read_rgb(self.frame_path(video, frame))
+        except DataError as error:
+            raise YTVOSError(str(error)) from error
+
+    def load_annotation(self, video: str, frame: str) -> np.ndarray:
+        """``H x W`` object-id map of a frame (palette indices, or grey values for a mode-L PNG)."""
+        if not self.has_masks:
+            raise YTVOSError(f"the {self.split} split has no masks")
+        path = self.annotation_path(video, frame)
+        if not path.is_file():
+            raise YTVOSError(f"annotation file missing: {path}")
+        try:
+            with Image.open(path) as image:
+                if image.mode not in ("P", "L"):
+                    raise YTVOSError(f"{path}: expected a palette (P) or grey (L) PNG, got mode {image.mode}")
+                return np.array(image)
+        except OSError as error:
+            raise YTVOSError(f"{path}: cannot decode annotation ({error})") from error
+
+    def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
+        """``H x W`` bool mask of the object the expression refers to."""
+        return self.load_annotation(video, frame) == self.object_ids[(video, expression)]
+
+    def global_frames(self, sample: ExpressionSample, num_global: int) -> list[str]:
+        """Frames at the centres of ``num_global`` segments of the listed frames."""
+        return [sample.frames[n - 1] for n in global_frame_numbers(len(sample.frames), num_global)]
+
+    def random_global_frames(
+        self, sample: ExpressionSample, num_global: int, rng: np.random.Generator
+    ) -> list[str]:
+        """Training variant: one random listed frame inside each of the ``num_global`` segments."""
+        return [
+            sample.frames[n - 1] for n in random_global_frame_numbers(len(sample.frames), num_global, rng)
+        ]
+
+    def videos(self) -> OrderedDict[str, list[ExpressionSample]]:
+        """Samples grouped by video, in file order."""
+        grouped: OrderedDict[str, list[ExpressionSample]] = OrderedDict()
+        for sample in self.samples:
+            grouped.setdefault(sample.video, []).append(sample)
+        return grouped
+
+
+def _read_meta(path: Path, with_objects: bool) -> tuple[list[ExpressionSample], dict[tuple[str, str], int]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise YTVOSError(f"{path}: malformed JSON ({error})") from error
+    if not isinstance(data, dict) or not isinstance(data.get("videos"), dict):
+        raise YTVOSError(f"{path}: malformed JSON (expected {{'videos': {{...}}}})")
+    samples, object_ids = [], {}
+    for video, entry in data["videos"].items():
+        where = f"{path}: video {video!r}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list) or not entry["frames"]:
+            raise YTVOSError(f"{where}: needs a non-empty 'frames' list")
+        if not isinstance(entry.get("expressions"), dict):
+            raise YTVOSError(f"{where}: needs an 'expressions' object")
+        frames = sorted({str(f) for f in entry["frames"]})
+        for exp_id, expression in entry["expressions"].items():
+            here = f"{where}, expression {exp_id!r}"
+            sentence = expression.get("exp") if isinstance(expression, dict) else None
+            if not isinstance(sentence, str) or not sentence.strip():
+                raise YTVOSError(f"{here}: empty sentence")
+            if with_objects:
+                try:
+                    object_ids[(video, str(exp_id))] = int(expression["obj_id"])
+                except (KeyError, TypeError, ValueError) as error:
+                    raise YTVOSError(f"{here}: needs an integer 'obj_id'") from error
+            samples.append(
+                ExpressionSample(
+                    video=video,
+                    expression=str(exp_id),
+                    sentence=" ".join(sentence.lower().split()),
+                    frames=frames,
+                    labels=list(frames) if with_objects else [],
+                    num_frames=len(frames),
+                    raw_sentence=sentence,
+                )
+            )
+    return samples, object_ids
+
+
+class SubmissionWriter:
+    """Writes the Ref-YouTube-VOS valid submission zip.
+
+    Every (video, expression, frame) of ``split`` must be added exactly once; :meth:`close` writes the zip
+    (atomically) only when none is missing, otherwise raises :class:`SubmissionError` listing what is missing
+    and leaves no zip behind. Usable as a context manager (an exception inside discards the zip).
+
+    Args:
+        zip_path: the zip to write.
+        split: the split whose meta file defines the expected entries (normally ``valid``).
+    """
+
+    def __init__(self, zip_path: str | Path, split: YTVOSSplit) -> None:
+        self.zip_path = Path(zip_path)
+        self.expected = {
+            (s.video, s.expression): set(s.frames) for s in split.samples
+        }  # (video, exp_id) -> frame names
+        self.written: set[tuple[str, str, str]] = set()
+        self.zip_path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp_path = self.zip_path.with_name(f".{self.zip_path.name}.tmp")
+        self.archive: zipfile.ZipFile | None = zipfile.ZipFile(self.tmp_path, "w", zipfile.ZIP_DEFLATED)
+
+    def add(self, video: str, expression: str, frame: str, mask: np.ndarray) -> None:
+        """Add the ``H x W`` bool (or 0/1) mask of one frame, stored as a 0/255 PNG."""
+        if self.archive is None:
+            raise SubmissionError(f"{self.zip_path}: writer already closed")
+        key = (video, str(expression))
+        if key not in self.expected:
+            raise SubmissionError(
+                f"{self.zip_path}: video {video!r}, expression {expression!r} not in the meta file"
+            )
+        if frame not in self.expected[key]:
+            raise SubmissionError(f"{self.zip_path}: frame {frame!r} not listed for video {video!r}")
+        if (video, key[1], frame) in self.written:
+            raise SubmissionError(f"{self.zip_path}: {video}/{expression}/{frame} added twice")
+        array = np.asarray(mask)
+        if array.ndim != 2:
+            raise SubmissionError(
+                f"{video}/{expression}/{frame}: expected an H x W mask, got shape {array.shape}"
+            )
+        info = zipfile.ZipInfo(f"Annotations/{video}/{expression}/{frame}.png", date_time=ZIP_DATE)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        self.archive.writestr(info, encode_png(np.where(array > 0, 255, 0).astype(np.uint8)))
+        self.written.add((video, key[1], frame))
+
+    def missing(self) -> list[tuple[str, str, str]]:
+        """The (video, expression, frame) entries not added yet, sorted."""
+        return sorted(
+            (video, exp, frame)
+            for (video, exp), frames in self.expected.items()
+            for frame in frames
+            if (video, exp, frame) not in self.written
+        )
+
+    def close(self) -> Path:
+        """Write the zip; :class:`SubmissionError` (and no zip) if any entry is missing."""
+        if self.archive is None:
+            raise SubmissionError(f"{self.zip_path}: writer already closed")
+        self.archive.close()
+        self.archive = None
+        missing = self.missing()
+        if missing:
+            self.tmp_path.unlink(missing_ok=True)
+            shown = ", ".join("/".join(m) for m in missing[:10])
+            raise SubmissionError(
+                f"{self.zip_path}: not written, {len(missing)} of "
+                f"{sum(len(f) for f in self.expected.values())} masks missing ({shown}{' ...' if len(missing) > 10 else ''})"
+            )
+        os.replace(self.tmp_path, self.zip_path)
+        logger.info("wrote %s (%d masks)", self.zip_path, len(self.written))
+        return self.zip_path
+
+    def discard(self) -> None:
+        """Drop the partial zip."""
+        if self.archive is not None:
+            self.archive.close()
+            self.archive = None
+        self.tmp_path.unlink(missing_ok=True)
+
+    def __enter__(self) -> SubmissionWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
