@@ -1,0 +1,126 @@
+"""Training clips cut from synthetic videos generated on the fly: every sample is a fresh video.
+
+A fixed set of a few hundred videos per kind gets memorised; drawing a new scene for every sample does not. The
+video of a sample depends only on ``(seed, sample seed)`` (see :meth:`SyntheticClipStream.__getitem__`), so the
+data order and content are reproducible and a resumed run sees exactly the clips an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from locater.data.indices import random_global_frame_numbers
+from locater.data.synthetic import KINDS, generate_video
+from locater.preprocess import preprocess_frames
+from locater.tokenizer import tokenize
+
+
+class SyntheticClipStream(Dataset):
+    """Clips of ``T`` consecutive frames from freshly generated synthetic videos (every frame labelled).
+
+    Args:
+        samples_per_epoch: nominal length (the sampler's epoch); sample keys beyond it are fine.
+        clip_length: ``T`` frames per clip.
+        image_size: model input size ``S``.
+        num_global_frames: ``N1`` frames for the global memory (one random frame per segment of the video).
+        mix: proportions of NORM, MUL, SPAT, TEMP videos.
+        render_size: side of the generated frames in pixels (the test splits' size).
+        num_frames: ``(min, max)`` frames per generated video.
+        seed: base seed.
+
+    Items (see ``__getitem__``): ``frames`` ``T x 3 x S x S``, ``global_frames`` ``N1 x 3 x S x S``, ``input_ids``
+    ``L`` int64, ``masks`` ``T x 1 x S x S`` float {0, 1}, ``mask_valid`` ``T`` bool, ``sentence``, ``video``,
+    ``expression``.
+    """
+
+    accepts_sample_keys = (
+        True  # the training sampler's (index, sample_seed) keys draw a new video per position
+    )
+
+    def __init__(
+        self,
+        samples_per_epoch: int,
+        clip_length: int,
+        image_size: int,
+        num_global_frames: int,
+        mix: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
+        render_size: int = 64,
+        num_frames: Sequence[int] = (12, 24),
+        seed: int = 0,
+    ) -> None:
+        if samples_per_epoch < 1:
+            raise ValueError(f"train.data.samples_per_epoch must be >= 1, got {samples_per_epoch}")
+        weights = np.asarray(mix, dtype=np.float64)
+        if weights.shape != (len(KINDS),) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(
+                f"train.data.synthetic_mix must be {len(KINDS)} weights for {KINDS}, got {list(mix)}"
+            )
+        low, high = (int(n) for n in num_frames)
+        if not max(clip_length, num_global_frames, 1) <= low <= high:
+            raise ValueError(
+                f"train.data.synthetic_frames {list(num_frames)} must be [min, max] with "
+                f"min >= clip_length ({clip_length}) and >= N1 ({num_global_frames})"
+            )
+        self.samples_per_epoch = samples_per_epoch
+        self.clip_length = clip_length
+        self.image_size = image_size
+        self.num_global_frames = num_global_frames
+        self.probabilities = weights / weights.sum()
+        self.render_size = render_size
+        self.num_frames = (low, high)
+        self.seed = seed
+        self._token_cache: dict[str, torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def _tokens(self, sentence: str) -> torch.Tensor:
+        if sentence not in self._token_cache:
+            self._token_cache[sentence] = tokenize([sentence])[0]
+        return self._token_cache[sentence]
+
+    def _resize_masks(self, masks: np.ndarray) -> torch.Tensor:
+        tensor = torch.from_numpy(masks.astype(np.float32))[:, None]  # T x 1 x H x W
+        if tensor.shape[-1] != self.image_size or tensor.shape[-2] != self.image_size:
+            size = (self.image_size, self.image_size)
+            tensor = (F.interpolate(tensor, size=size, mode="bilinear", align_corners=True) > 0.5).float()
+        return tensor
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        """One clip.
+
+        Args:
+            key: a sample index, or ``(index, sample_seed)`` from the training sampler; the video is drawn from
+                ``(seed, sample_seed)`` (``sample_seed = index`` for a plain index).
+        """
+        sample_seed = int(key[1]) if isinstance(key, (tuple, list)) else int(key)
+        rng = np.random.default_rng([self.seed, sample_seed, 11])
+        kind = KINDS[int(rng.choice(len(KINDS), p=self.probabilities))]
+        length = int(rng.integers(self.num_frames[0], self.num_frames[1] + 1))
+        video = generate_video(
+            kind, [self.seed, sample_seed, 12], size=self.render_size, num_frames=length, all_labelled=True
+        )
+        expression = video.expressions[0]
+        start = int(rng.integers(0, length - self.clip_length + 1))
+        clip = slice(start, start + self.clip_length)
+        global_numbers = random_global_frame_numbers(length, self.num_global_frames, rng)
+        global_frames = (
+            preprocess_frames(video.frames[[n - 1 for n in global_numbers]], self.image_size)
+            if global_numbers
+            else torch.zeros(0, 3, self.image_size, self.image_size)
+        )
+        return {
+            "frames": preprocess_frames(video.frames[clip], self.image_size),
+            "global_frames": global_frames,
+            "input_ids": self._tokens(expression.sentence),
+            "masks": self._resize_masks(video.masks[expression.target, clip]),
+            "mask_valid": torch.ones(self.clip_length, dtype=torch.bool),
+            "sentence": expression.sentence,
+            "video": f"synthetic_{kind}_{sample_seed}",
+            "expression": str(expression.target),
+        }
