@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import cv2
+import numpy as np
 import pytest
 import torch
 from helpers_data import make_checkpoint, make_split
@@ -180,3 +182,29 @@ def test_two_processes_give_the_same_numbers(data, tmp_path):
     ):
         assert one[key] == two[key]
     assert (tmp_path / "one/per_frame.csv").read_text() == (tmp_path / "two/per_frame.csv").read_text()
+
+
+def test_ytvos_valid_writes_a_complete_submission_zip(data, tmp_path):
+    import zipfile
+
+    from test_ytvos import FRAMES, _fake_ytvos
+
+    root = tmp_path / "ytvos"
+    _fake_ytvos(root, "valid")
+    out = tmp_path / "out"
+    args = ["--config", "configs/model/tiny.yaml", "--checkpoint", str(data["ckpt"]), "eval.dataset=YTVOS"]
+    result = _run([*args, f"eval.data_root={root}", "--output-dir", str(out), "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out / "submission.zip") as archive:
+        names = sorted(archive.namelist())
+        image = cv2.imdecode(np.frombuffer(archive.read(names[0]), np.uint8), cv2.IMREAD_UNCHANGED)
+    expected = [f"Annotations/v0/{e}/{f}.png" for e in "01" for f in FRAMES]
+    expected += [f"Annotations/v1/0/{f}.png" for f in FRAMES[:3]]
+    assert names == sorted(expected)
+    assert image.shape == (8, 10) and set(np.unique(image)) <= {0, 255}  # at the frame's resolution
+    summary = json.loads((out / "submission.json").read_text())
+    assert summary["num_masks"] == 15 and summary["num_samples"] == 3
+    # a split that is not there: a clear error, no zip
+    missing = _run([*args, f"eval.data_root={tmp_path / 'nope'}", "--output-dir", str(tmp_path / "o2")])
+    assert missing.returncode == 2 and "JPEGImages" in missing.stderr
+    assert not (tmp_path / "o2" / "submission.zip").exists()

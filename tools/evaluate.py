@@ -2,6 +2,7 @@
 
   python tools/evaluate.py --config configs/a2d/norm.yaml --checkpoint CKPT [key=value ...]
   python tools/evaluate.py --dataset A2D --testing-type NORM --snapshot CKPT [--data-root DIR]
+  python tools/evaluate.py --config configs/ytvos.yaml --checkpoint CKPT      (Ref-YouTube-VOS valid: submission.zip)
   torchrun --nproc_per_node=N tools/evaluate.py ...            (NCCL on GPUs, gloo on the CPU)
 
 Writes metrics.json, metrics.md, per_frame.csv and config.yaml (and masks/ with --save-masks) into the output
@@ -21,12 +22,13 @@ from pathlib import Path
 from locater.checkpoint import CheckpointError
 from locater.config import ConfigError, load_config, save_config
 from locater.data.layout import TESTING_TYPES, LayoutError, LayoutSplit
+from locater.data.ytvos import YTVOSError, YTVOSSplit
 from locater.engine import distributed
-from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config
+from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config, write_ytvos_submission
 from locater.engine.loading import load_model_for_inference
 from locater.engine.metrics import markdown_table, write_per_frame_csv
 
-DATASETS = ("A2D", "JHMDB")
+DATASETS = ("A2D", "JHMDB", "YTVOS")
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -44,9 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="YAML config (e.g. configs/a2d/norm.yaml)")
     parser.add_argument("--checkpoint", "--snapshot", dest="checkpoint", type=Path, help="ours or official")
-    parser.add_argument("--dataset", help="official form: A2D or JHMDB")
+    parser.add_argument("--dataset", help="official form: A2D or JHMDB (or YTVOS: valid-set submission)")
     parser.add_argument("--testing-type", help="official form: NORM, MUL, SPAT, TEMP or ALL")
-    parser.add_argument("--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/")
+    parser.add_argument(
+        "--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/ (YTVOS: the dataset folder)"
+    )
     parser.add_argument("--output-dir", type=Path, help="default: a new folder under runs/eval/")
     parser.add_argument(
         "--save-masks", action="store_true", help="write masks/<video>/<expression>/<frame>.png"
@@ -103,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if cfg.eval.dataset.upper() == "YTVOS":
+        return _ytvos_submission(args, cfg, model, info)
     splits = (
         list(TESTING_TYPES)
         if cfg.eval.dataset.upper() == "A2D" and cfg.eval.testing_type == "ALL" and not cfg.eval.split_dir
@@ -160,6 +166,50 @@ def main(argv: list[str] | None = None) -> int:
             (output_dir / "metrics.md").write_text(table)
             (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         print(table)
+        print(f"outputs: {output_dir}")
+    distributed.cleanup()
+    return 0
+
+
+def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
+    """Ref-YouTube-VOS valid: masks of every listed frame into <output_dir>/submission.zip (no metrics: the
+    valid masks are not public; upload the zip to the challenge server)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    output_dir = Path(
+        distributed.broadcast_object(str(args.output_dir or Path("runs/eval") / f"ytvos-{stamp}"))
+    )
+    try:
+        split = YTVOSSplit.open(cfg.eval.data_root, "valid")
+        result = write_ytvos_submission(
+            model,
+            split,
+            info.device,
+            output_dir / "submission.zip",
+            amp=cfg.eval.amp,
+            progress=not args.no_progress,
+            max_videos=cfg.eval.max_videos or None,
+            prefetch=cfg.eval.prefetch,
+        )
+    except (YTVOSError, LayoutError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        distributed.cleanup()
+        return 2
+    if info.is_main:
+        save_config(cfg, output_dir / "config.yaml")
+        summary = {
+            "checkpoint": str(args.checkpoint),
+            "dataset": "YTVOS",
+            "split": "valid",
+            "submission": str(result.zip_path),
+            "num_samples": result.num_samples,
+            "num_masks": result.num_masks,
+            "frames_processed": result.frames_processed,
+            "vision_encoder_passes": result.vision_passes,
+            "seconds": round(result.seconds, 2),
+            "world_size": info.world_size,
+        }
+        (output_dir / "submission.json").write_text(json.dumps(summary, indent=2))
+        print(f"wrote {result.zip_path}: {result.num_masks} masks of {result.num_samples} expressions")
         print(f"outputs: {output_dir}")
     distributed.cleanup()
     return 0

@@ -210,6 +210,15 @@ class SubmissionWriter:
 
     def add(self, video: str, expression: str, frame: str, mask: np.ndarray) -> None:
         """Add the ``H x W`` bool (or 0/1) mask of one frame, stored as a 0/255 PNG."""
+        array = np.asarray(mask)
+        if array.ndim != 2:
+            raise SubmissionError(
+                f"{video}/{expression}/{frame}: expected an H x W mask, got shape {array.shape}"
+            )
+        self.add_png(video, expression, frame, encode_png(np.where(array > 0, 255, 0).astype(np.uint8)))
+
+    def add_png(self, video: str, expression: str, frame: str, png: bytes) -> None:
+        """Add one frame's mask already encoded as a 0/255 PNG (what :meth:`add` stores)."""
         if self.archive is None:
             raise SubmissionError(f"{self.zip_path}: writer already closed")
         key = (video, str(expression))
@@ -221,14 +230,9 @@ class SubmissionWriter:
             raise SubmissionError(f"{self.zip_path}: frame {frame!r} not listed for video {video!r}")
         if (video, key[1], frame) in self.written:
             raise SubmissionError(f"{self.zip_path}: {video}/{expression}/{frame} added twice")
-        array = np.asarray(mask)
-        if array.ndim != 2:
-            raise SubmissionError(
-                f"{video}/{expression}/{frame}: expected an H x W mask, got shape {array.shape}"
-            )
         info = zipfile.ZipInfo(f"Annotations/{video}/{expression}/{frame}.png", date_time=ZIP_DATE)
         info.compress_type = zipfile.ZIP_DEFLATED
-        self.archive.writestr(info, encode_png(np.where(array > 0, 255, 0).astype(np.uint8)))
+        self.archive.writestr(info, png)
         self.written.add((video, key[1], frame))
 
     def missing(self) -> list[tuple[str, str, str]]:

@@ -25,6 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from PIL import Image
 from tqdm import tqdm
 
 from locater.config import Config
@@ -223,3 +224,103 @@ def evaluate_split(
         prefetch=section.prefetch,
     )
     return result.metrics
+
+
+@dataclass
+class SubmissionResult:
+    """What :func:`write_ytvos_submission` produced."""
+
+    zip_path: Path
+    num_masks: int
+    num_samples: int
+    frames_processed: int
+    vision_passes: int
+    seconds: float
+
+
+@torch.inference_mode()
+def write_ytvos_submission(
+    model: Locater,
+    split,
+    device: torch.device,
+    zip_path: Path,
+    *,
+    amp: bool = False,
+    progress: bool = True,
+    max_videos: int | None = None,
+    prefetch: int = 4,
+) -> SubmissionResult:
+    """Run ``model`` over a Ref-YouTube-VOS split without masks (``valid``) and write the submission zip.
+
+    Every listed frame of every video is processed (all expressions of a video in one batch) and its mask is
+    written at the frame's resolution as ``Annotations/<video>/<exp_id>/<frame>.png`` (0/255). Inside a process
+    group the videos are sharded, the encoded PNGs gathered and rank 0 writes the zip; the zip is only written
+    when it covers every (video, expression, frame) of the meta file (``max_videos`` therefore raises, by design,
+    unless it covers the whole split).
+
+    Args:
+        split: a :class:`locater.data.ytvos.YTVOSSplit`.
+    """
+    from locater.data.frames import encode_png
+    from locater.data.ytvos import SubmissionWriter
+
+    start_time = time.perf_counter()
+    model.eval()
+    videos = list(split.videos().items())
+    if max_videos:
+        videos = videos[:max_videos]
+    if not videos:
+        raise LayoutError(f"{split.root}: the {split.split} split holds no expression")
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    plans = [(video, samples, sorted(set().union(*(s.frames for s in samples)))) for video, samples in videos]
+    mine = [plans[i] for i in distributed.balanced_shard([len(p[2]) for p in plans], rank, world)]
+    size = model.image_size[0]
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    encoded: list[tuple[str, str, str, bytes]] = []
+    frames_done = vision_passes = 0
+    bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
+    for video, samples, frames in mine:
+        global_ids = split.global_frames(samples[0], model.num_global_frames) if model.global_memory else []
+        global_frames = (
+            torch.stack([preprocess_frames(split.load_frame(video, f), size) for f in global_ids])[None]
+            if global_ids
+            else torch.zeros(1, 0, 3, size, size)
+        ).to(device)
+        ids = tokenize([s.sentence for s in samples]).to(device)
+        listed = [set(s.frames) for s in samples]
+        prefetcher = FramePrefetcher(split, video, frames, size, prefetch)
+        try:
+            with autocast:
+                state = model.start(global_frames, ids)
+                vision_passes += len(global_ids)
+                for frame, tensor in prefetcher:
+                    logits, state = model.step(tensor.to(device, non_blocking=True), state)
+                    frames_done += 1
+                    vision_passes += 1
+                    with Image.open(split.frame_path(video, frame)) as image:  # reads the header only
+                        width, height = image.size
+                    masks = logits_to_masks(logits.float(), (height, width))[:, 0].cpu().numpy()
+                    for row, sample in enumerate(samples):
+                        if frame in listed[row]:
+                            png = encode_png(masks[row].astype(np.uint8) * 255)
+                            encoded.append((video, sample.expression, frame, png))
+        finally:
+            prefetcher.close()
+        bar.update(1)
+    bar.close()
+    gathered = distributed.all_gather_objects((encoded, frames_done, vision_passes))
+    num_masks = sum(len(part[0]) for part in gathered)
+    if distributed.is_main_process():
+        with SubmissionWriter(zip_path, split) as writer:
+            for part in gathered:
+                for video, expression, frame, png in part[0]:
+                    writer.add_png(video, expression, frame, png)
+    distributed.barrier()
+    return SubmissionResult(
+        zip_path=Path(zip_path),
+        num_masks=num_masks,
+        num_samples=sum(len(samples) for _, samples, _ in plans),
+        frames_processed=sum(part[1] for part in gathered),
+        vision_passes=sum(part[2] for part in gathered),
+        seconds=time.perf_counter() - start_time,
+    )
