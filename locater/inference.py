@@ -1,0 +1,430 @@
+"""Segment raw videos with Locater: :class:`VideoSegmenter` streams any video with constant memory.
+
+A video file or a folder of frames is opened with random access: the ``N1`` global-memory frames (the centres of
+``N1`` equal segments, DESIGN §1) are read first, then every frame is decoded, segmented for all sentences at
+once (one vision pass per frame, shared by the sentences) and handed out with masks at its original size.
+Only the model state (word features, a fixed-size global and local memory) and a few prefetched frames are held.
+
+Example::
+
+    segmenter = VideoSegmenter.from_checkpoint("locater.pth", device="cuda")
+    for result in segmenter.segment("video.mp4", ["a man in red", "the white dog"]):
+        result.masks  # S x H x W bool at the video's resolution
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import queue
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from locater.checkpoint import CheckpointError, from_official, load_checkpoint
+from locater.config import ConfigError, load_config, parse_overrides
+from locater.data.indices import global_frame_numbers
+from locater.model.build import build_model_from_section
+from locater.model.locater import Locater
+from locater.preprocess import logits_to_probabilities, preprocess_frames
+from locater.tokenizer import tokenize
+from locater.video_io import FrameFolderReader, VideoFileReader, open_frames
+
+logger = logging.getLogger(__name__)
+
+FrameSourceLike = str | Path | VideoFileReader | FrameFolderReader | Sequence | Iterable
+
+
+class SegmentedFrame(NamedTuple):
+    """One frame of :meth:`VideoSegmenter.segment`.
+
+    Attributes:
+        index: 0-based frame index.
+        frame: ``H x W x 3`` uint8 RGB frame as read.
+        masks: ``S x H x W`` bool CPU tensor, one mask per sentence, at the frame's size.
+        probabilities: ``S x H x W`` float32 CPU tensor (sigmoid of the logits, resized bilinearly).
+    """
+
+    index: int
+    frame: np.ndarray
+    masks: torch.Tensor
+    probabilities: torch.Tensor
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else the CPU; any other name as ``torch.device``."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return device
+
+
+def global_frame_indices(num_frames: int, num_global: int) -> list[int]:
+    """0-based indices of the global-memory frames of a video of ``num_frames`` frames.
+
+    The official rule (:func:`locater.data.indices.global_frame_numbers`); a video shorter than ``num_global``
+    frames repeats frames (``i * num_frames // num_global``), with a warning.
+    """
+    if num_global <= 0:
+        return []
+    if num_frames <= 0:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    if num_frames < num_global:
+        logger.warning(
+            "the video has %d frames, fewer than the %d global-memory frames: repeating frames",
+            num_frames,
+            num_global,
+        )
+        return [i * num_frames // num_global for i in range(num_global)]
+    return [number - 1 for number in global_frame_numbers(num_frames, num_global)]
+
+
+def _read_checkpoint(path: Path) -> Mapping:
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # corrupt or truncated file: say which
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
+    return raw
+
+
+def load_model(
+    checkpoint: str | Path, device: str | torch.device = "cpu", overrides: Sequence[str] = ()
+) -> Locater:
+    """The model of a checkpoint, ready for inference.
+
+    * Our training checkpoints (``{"model": weights, "config": resolved config}``): built from the stored
+      ``model`` section.
+    * Official checkpoints (with or without ``module.``) and plain state dicts: architecture inferred from the
+      tensors (:func:`locater.from_official`); what the tensors cannot tell (head counts, memory sizes, ``N1``)
+      takes the released values unless overridden.
+
+    Args:
+        checkpoint: the checkpoint file.
+        device: where the model goes.
+        overrides: dotted ``model.*=value`` entries applied on top (e.g. ``model.global_memory.num_frames=5``,
+            ``model.local_memory.size=0``); weights that do not fit the result raise ``CheckpointError``.
+
+    Returns:
+        The model in eval mode on ``device``; ``model.model_config`` holds its resolved ``model`` section.
+    """
+    path = Path(checkpoint)
+    load_config(None, list(overrides))  # unknown keys and wrong types fail here, before the file is read
+    tree = parse_overrides(overrides)
+    if set(tree) - {"model"}:
+        raise ConfigError(f"only model.* overrides apply at inference, got {sorted(set(tree) - {'model'})}")
+    raw = _read_checkpoint(path)
+    stored = raw.get("config")
+    try:
+        if isinstance(stored, Mapping) and isinstance(stored.get("model"), Mapping):
+            config = load_config({"model": dict(stored["model"])}, list(overrides))
+            model = build_model_from_section(config.model)
+            load_checkpoint(model, raw, strict=False)
+            model.model_config = config.model.to_dict()
+        else:
+            model = from_official(raw, **tree.get("model", {}))
+    except CheckpointError as error:
+        raise CheckpointError(str(error).replace("<state dict>", str(path))) from error
+    logger.info("loaded %s", path)
+    return model.to(resolve_device(device)).eval()
+
+
+def _check_frame(frame: object, index: int) -> np.ndarray:
+    array = frame.numpy() if isinstance(frame, torch.Tensor) else frame
+    if not isinstance(array, np.ndarray) or array.ndim != 3 or array.shape[2] != 3 or array.dtype != np.uint8:
+        description = (
+            f"{array.dtype} array of shape {array.shape}"
+            if isinstance(array, np.ndarray)
+            else type(frame).__name__
+        )
+        raise ValueError(f"frame {index}: expected an H x W x 3 uint8 RGB array, got {description}")
+    return array
+
+
+class _FrameSource:
+    """What the segmenter needs from a source: the frame count, the global frames, then a stream of all frames.
+
+    Random-access sources (files, folders, sequences) read the global frames directly. A one-pass iterator of
+    known length spools the frames up to the last global frame to a temporary folder on disk (RAM stays
+    constant); one of unknown length takes its first ``N1`` frames as the global frames.
+    """
+
+    def __init__(self, source: FrameSourceLike, num_frames: int | None, max_frames: int | None) -> None:
+        self._spool: tempfile.TemporaryDirectory | None = None
+        self._head: list[np.ndarray] = []
+        self._reader = None
+        self._sequence = None
+        self._iterator: Iterator | None = None
+        self._spooled = 0
+        if isinstance(source, (str, Path)):
+            self._reader = open_frames(source)
+        elif isinstance(source, (VideoFileReader, FrameFolderReader)):
+            self._reader = source
+        elif isinstance(source, (Sequence, np.ndarray, torch.Tensor)):
+            self._sequence = source
+        elif isinstance(source, Iterable):
+            self._iterator = iter(source)
+        else:
+            raise TypeError(f"cannot read frames from a {type(source).__name__}")
+        if self._reader is not None:
+            known = self._reader.num_frames
+        elif self._sequence is not None:
+            known = len(self._sequence)
+        else:
+            known = num_frames
+        if known is not None and num_frames is not None and self._iterator is None and num_frames != known:
+            raise ValueError(f"num_frames={num_frames} but the source holds {known} frames")
+        if max_frames is not None and max_frames <= 0:
+            raise ValueError(f"max_frames must be positive, got {max_frames}")
+        if known is not None and max_frames is not None:
+            known = min(known, max_frames)
+        if known is not None and known <= 0:
+            raise ValueError("the video holds no frame")
+        self.num_frames = known
+        self.max_frames = max_frames
+        self.name = str(getattr(self._reader, "path", type(source).__name__))
+
+    # random access --------------------------------------------------------------------------------------------
+    def _read(self, index: int) -> np.ndarray:
+        if self._reader is not None:
+            return self._reader.read(index)
+        return _check_frame(self._sequence[index], index)
+
+    def global_frames(self, num_global: int) -> list[np.ndarray]:
+        """The ``num_global`` global-memory frames (``H x W x 3`` uint8 RGB), read before streaming."""
+        if num_global <= 0:
+            return []
+        if self._iterator is None:
+            return [self._read(i) for i in global_frame_indices(self.num_frames, num_global)]
+        if self.num_frames is None:
+            logger.warning(
+                "frames come from an iterator of unknown length: the global memory is built from its first %d "
+                "frames (pass num_frames for the official choice)",
+                num_global,
+            )
+            limit = num_global if self.max_frames is None else min(num_global, self.max_frames)
+            self._head = [_check_frame(f, i) for i, f in enumerate(itertools.islice(self._iterator, limit))]
+            if not self._head:
+                raise ValueError("the frame iterator yields no frame")
+            return [self._head[i] for i in global_frame_indices(len(self._head), num_global)]
+        return self._spool_until_global(num_global)
+
+    def _spool_until_global(self, num_global: int) -> list[np.ndarray]:
+        indices = global_frame_indices(self.num_frames, num_global)
+        self._spool = tempfile.TemporaryDirectory(prefix="locater_frames_")
+        kept: dict[int, np.ndarray] = {}
+        for index in range(max(indices) + 1):
+            frame = next(self._iterator, None)
+            if frame is None:
+                raise ValueError(
+                    f"the frame iterator ended after {index} frames; num_frames is {self.num_frames}"
+                )
+            frame = _check_frame(frame, index)
+            np.save(Path(self._spool.name) / f"{index}.npy", frame)
+            if index in indices:
+                kept[index] = frame
+        self._spooled = max(indices) + 1
+        return [kept[i] for i in indices]
+
+    # streaming ------------------------------------------------------------------------------------------------
+    def stream(self) -> Iterator[np.ndarray]:
+        """Every frame in order, one at a time (``H x W x 3`` uint8 RGB)."""
+        if self._reader is not None:
+            yield from self._reader.frames(0, self.num_frames)
+            return
+        if self._sequence is not None:
+            for index in range(self.num_frames):
+                yield self._read(index)
+            return
+        index = 0
+        if self._spool is not None:
+            for index in range(self._spooled):
+                path = Path(self._spool.name) / f"{index}.npy"
+                frame = np.load(path)
+                path.unlink()
+                yield frame
+            index = self._spooled
+        for frame in self._head:
+            yield frame
+            index += 1
+        self._head = []
+        limit = self.num_frames if self.num_frames is not None else self.max_frames
+        while limit is None or index < limit:
+            frame = next(self._iterator, None)
+            if frame is None:
+                if self.num_frames is not None:
+                    raise ValueError(
+                        f"the frame iterator ended after {index} frames; num_frames is {self.num_frames}"
+                    )
+                return
+            yield _check_frame(frame, index)
+            index += 1
+
+    def close(self) -> None:
+        if self._spool is not None:
+            self._spool.cleanup()
+            self._spool = None
+
+
+class _Prefetcher:
+    """Reads and pre-processes frames in a background thread, at most ``depth`` frames ahead of the model.
+
+    Yields ``(rgb frame, 3 x S x S tensor)``; an error in the reader is re-raised in the consumer.
+    """
+
+    def __init__(self, frames: Iterator[np.ndarray], size: tuple[int, int], depth: int) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(frames, size), daemon=True)
+        self._thread.start()
+
+    def _put(self, item: object) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, frames: Iterator[np.ndarray], size: tuple[int, int]) -> None:
+        try:
+            for frame in frames:
+                if not self._put((frame, preprocess_frames(frame, size))):
+                    return
+            self._put(None)
+        except BaseException as error:  # handed to the consumer
+            self._put(error)
+        finally:
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()  # releases the decoder of a stopped stream now, not at garbage collection
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
+class VideoSegmenter:
+    """Streams a video through Locater for one or more sentences and yields masks at the original resolution.
+
+    Args:
+        model: a :class:`Locater` (moved to ``device`` and put in eval mode).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a ``torch.device``.
+        amp: bfloat16 autocast (a speed-up on GPUs; much slower on most CPUs).
+        threshold: probability above which a pixel belongs to the mask (the official 0.5).
+        prefetch: frames decoded and pre-processed ahead in a background thread.
+    """
+
+    def __init__(
+        self,
+        model: Locater,
+        device: str | torch.device = "auto",
+        amp: bool = False,
+        threshold: float = 0.5,
+        prefetch: int = 4,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.amp = amp
+        self.threshold = threshold
+        self.prefetch = prefetch
+        if amp and self.device.type == "cpu":
+            logger.warning("bfloat16 autocast on the CPU is usually much slower than float32")
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | Path,
+        device: str | torch.device = "auto",
+        overrides: Sequence[str] = (),
+        **kwargs: object,
+    ) -> VideoSegmenter:
+        """A segmenter for an official checkpoint or one of ours (see :func:`load_model`)."""
+        device = resolve_device(device)
+        return cls(load_model(checkpoint, device, overrides), device=device, **kwargs)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def segment(
+        self,
+        source: FrameSourceLike,
+        sentences: str | Sequence[str],
+        num_frames: int | None = None,
+        max_frames: int | None = None,
+    ) -> Iterator[SegmentedFrame]:
+        """Segment every frame for every sentence, in order, one frame at a time.
+
+        Args:
+            source: a video file or frame folder (path or reader from :mod:`locater.video_io`), a sequence of
+                ``H x W x 3`` uint8 RGB frames (list, ``T x H x W x 3`` array), or a one-pass iterator of them.
+            sentences: one sentence or several, segmented in one pass.
+            num_frames: length of a one-pass iterator. With it the global frames follow the official rule (the
+                frames before the last global one are spooled to a temporary folder on disk); without it the
+                first ``N1`` frames build the global memory. Must match the length of other sources if given.
+            max_frames: treat the video as its first ``max_frames`` frames (global frames chosen among them).
+
+        Yields:
+            :class:`SegmentedFrame` per frame: index, RGB frame, ``S x H x W`` masks and probabilities.
+        """
+        sentences = [sentences] if isinstance(sentences, str) else list(sentences)
+        if not sentences:
+            raise ValueError("give at least one sentence")
+        bad = [i for i, s in enumerate(sentences) if not isinstance(s, str) or not s.strip()]
+        if bad:
+            raise ValueError(f"sentences {bad} are empty or not strings: {[sentences[i] for i in bad]}")
+        input_ids = tokenize(sentences).to(self.device)
+        size = self.model.image_size
+        frames = _FrameSource(source, num_frames, max_frames)
+        prefetcher = None
+        try:
+            num_global = self.model.num_global_frames if self.model.global_memory is not None else 0
+            chosen = frames.global_frames(num_global)
+            if chosen:
+                global_frames = torch.stack([preprocess_frames(f, size) for f in chosen])[None]
+            else:
+                global_frames = torch.zeros(1, 0, 3, *size)
+            with torch.inference_mode(), self._autocast():
+                state = self.model.start(global_frames.to(self.device), input_ids)
+            logger.info(
+                "segmenting %s (%s frames) for %d sentences", frames.name, frames.num_frames, len(sentences)
+            )
+            prefetcher = _Prefetcher(frames.stream(), size, self.prefetch)
+            for index, (rgb, tensor) in enumerate(prefetcher):
+                with torch.inference_mode():
+                    with self._autocast():
+                        logits, state = self.model.step(
+                            tensor[None].to(self.device, non_blocking=True), state
+                        )
+                    probabilities = logits_to_probabilities(logits.float(), rgb.shape[:2])[:, 0]
+                    masks = probabilities > self.threshold
+                yield SegmentedFrame(index, rgb, masks.cpu(), probabilities.cpu())
+        finally:
+            if prefetcher is not None:
+                prefetcher.close()
+            frames.close()
