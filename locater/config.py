@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,6 +134,9 @@ def load_defaults() -> Config:
     return Config.wrap(merged)
 
 
+_FLOAT_LITERAL = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+
+
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -151,6 +155,8 @@ def _check_value(key: str, default: Any, value: Any, source: str) -> Any:
             raise ConfigError(f"{source}: {key} must be an integer, got {value!r} ({_type_name(value)})")
         return value
     if isinstance(default, float):
+        if isinstance(value, str) and _FLOAT_LITERAL.match(value.strip()):
+            value = float(value)  # YAML 1.1 reads "3e-3" (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{source}: {key} must be a number, got {value!r} ({_type_name(value)})")
         return float(value)

@@ -55,3 +55,10 @@ def test_ablation_override_files_edit_only_their_keys():
     assert ablation.model.local_memory.size == 0 and full.model.local_memory.size > 0
     assert locater.build_model(ablation).local_memory is None
     assert ablation.train == full.train and ablation.model.global_memory == full.model.global_memory
+
+
+def test_exponent_without_a_dot_is_a_number_where_a_number_is_expected():
+    cfg = load_config(None, ["train.optimizer.lr=3e-3", "train.grad_clip=1E+1"])
+    assert cfg.train.optimizer.lr == 0.003 and cfg.train.grad_clip == 10.0
+    with pytest.raises(ConfigError, match="must be a number"):
+        load_config(None, ["train.optimizer.lr=fast"])
