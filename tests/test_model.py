@@ -203,3 +203,31 @@ def test_bfloat16_autocast_runs_on_cpu(tiny_model):
 def test_text_encoder_rejects_ids_beyond_the_embedding(tiny_model):
     with pytest.raises(ValueError, match="locater.tokenize"):
         tiny_model.text_encoder(torch.tensor([[101, 30100, 102]]))
+
+
+def test_non_released_options_keep_the_parameters_and_change_only_their_part():
+    """model.reader_residual and model.decoder_activation (used by the small synthetic model) reuse the released
+    parameters: the same checkpoint keys, and off by default."""
+    torch.manual_seed(0)
+    released = locater.build_model("configs/model/tiny.yaml").eval()
+    assert released.memory_reader.residual is False and released.mask_decoder.activation == "none"
+    variants = {}
+    for override in ("model.reader_residual=true", "model.decoder_activation=relu"):
+        model = locater.build_model(locater.load_config("configs/model/tiny.yaml", [override])).eval()
+        model.load_state_dict(released.state_dict())  # identical keys and shapes
+        variants[override] = model
+    frames = torch.randn(1, 3, 3, *released.image_size)
+    ids = locater.tokenize(["the red circle"])
+    with torch.no_grad():
+        base = released(frames, ids, frames)[0]
+        for model in variants.values():
+            assert not torch.allclose(model(frames, ids, frames)[0], base)
+    features, memory = torch.randn(2, 5, 64), torch.randn(2, 7, 64)
+    reader = variants["model.reader_residual=true"].memory_reader
+    plain = released.memory_reader
+    with torch.no_grad():
+        expected = reader.norm(features + reader.attention(features, memory))
+        assert torch.allclose(reader(features, memory), expected)
+        assert torch.allclose(plain(features, memory), plain.norm(plain.attention(features, memory)))
+    with pytest.raises(ValueError, match="none or relu"):
+        locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.decoder_activation=gelu"]))

@@ -90,8 +90,10 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         global_memory=global_memory,
         local_memory=local_memory,
         query_generator=QueryGenerator(dim, heads, m.memory_mlp_ratio),
-        memory_reader=MemoryReader(dim, heads),
-        mask_decoder=MaskDecoder(dim, heads, num_upsamples_for(m.patch_size), m.decoder_width),
+        memory_reader=MemoryReader(dim, heads, m.reader_residual),
+        mask_decoder=MaskDecoder(
+            dim, heads, num_upsamples_for(m.patch_size), m.decoder_width, m.decoder_activation
+        ),
         aux_heads=aux_heads,
         num_global_frames=m.global_memory.num_frames,
         checkpoint_fusion=m.fusion.checkpoint,

@@ -18,10 +18,22 @@ class MaskDecoder(nn.Module):
         num_heads: heads ``H``; with ``Q = H`` queries this gives ``H * Q`` maps.
         num_upsamples: number of x2 upsamplings (``log2(patch_size)``: 4 for 16-pixel patches).
         width: hidden channels (0: ``(C + H*H) // 4``, the released 208).
+        activation: ``"none"`` (the released decoder: a linear chain) or ``"relu"`` (a ReLU after every hidden
+            convolution; same parameters, so the same checkpoint keys).
     """
 
-    def __init__(self, dim: int = 768, num_heads: int = 8, num_upsamples: int = 4, width: int = 0) -> None:
+    def __init__(
+        self,
+        dim: int = 768,
+        num_heads: int = 8,
+        num_upsamples: int = 4,
+        width: int = 0,
+        activation: str = "none",
+    ) -> None:
         super().__init__()
+        if activation not in ("none", "relu"):
+            raise ValueError(f"decoder activation must be none or relu, got {activation!r}")
+        self.activation = activation
         self.num_heads = num_heads
         self.feature_proj = nn.Linear(dim, dim)
         self.query_proj = nn.Linear(dim, dim)
@@ -57,6 +69,8 @@ class MaskDecoder(nn.Module):
         x = x.reshape(batch, -1, *grid_size)
         x = self.convs[0](x)
         for conv in self.convs[1:]:
+            if self.activation == "relu":
+                x = F.relu(x)
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             x = conv(x)
         return x

@@ -40,12 +40,14 @@ class MemoryAttention(nn.Module):
 
 
 class MemoryReader(nn.Module):
-    """``LayerNorm(CrossAttention(V_t, memory))`` (no residual, as the released model)."""
+    """``LayerNorm(CrossAttention(V_t, memory))`` (no residual, as the released model), or with ``residual``
+    ``LayerNorm(V_t + CrossAttention(V_t, memory))`` (same parameters; not the released model)."""
 
-    def __init__(self, dim: int = 768, num_heads: int = 8) -> None:
+    def __init__(self, dim: int = 768, num_heads: int = 8, residual: bool = False) -> None:
         super().__init__()
         self.attention = MemoryAttention(dim, num_heads)
         self.norm = nn.LayerNorm(dim)
+        self.residual = residual
 
     def forward(self, frame: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -54,4 +56,5 @@ class MemoryReader(nn.Module):
         Returns:
             ``B x N x C`` read features.
         """
-        return self.norm(self.attention(frame, memory))
+        read = self.attention(frame, memory)
+        return self.norm(frame + read if self.residual else read)
