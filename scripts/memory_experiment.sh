@@ -3,6 +3,7 @@
 # benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
 #   bash scripts/memory_experiment.sh                       # MINUTES per variant (default 25)
 #   MINUTES=5 bash scripts/memory_experiment.sh
+#   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ OUT=${OUT:-runs/memory_experiment}
 DATA=${DATA:-datasets/synthetic}
 DOCS=${DOCS:-docs}
 MINUTES=${MINUTES:-25}
+MIX=${MIX:-[1.0,1.0,2.0,2.0]}   # twice as many SPAT and TEMP training videos: the splits that need memory
 EXTRA=()
 NUM_TEST=50
 if [ -n "${SMOKE:-}" ]; then
@@ -29,7 +31,7 @@ runs=()
 for variant in full no_local_memory no_global_memory no_mask_history; do
     # shellcheck disable=SC2086
     python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/$variant" train.max_minutes="$MINUTES" \
-        validation.splits=[] ${VARIANTS[$variant]} "${EXTRA[@]}"
+        train.data.synthetic_mix="$MIX" validation.splits=[] ${VARIANTS[$variant]} "${EXTRA[@]}"
     for split in NORM MUL SPAT TEMP; do
         python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
             ${VARIANTS[$variant]} eval.split_dir="$DATA/$split" --output-dir "$OUT/eval/$variant/$split" --no-progress
@@ -43,7 +45,7 @@ elapsed=$(( $(date +%s) - start ))
 {
     echo "# The memory experiment"
     echo
-    echo "Command: \`MINUTES=$MINUTES bash scripts/memory_experiment.sh\`  "
+    echo "Command: \`MINUTES=$MINUTES MIX='$MIX' bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
     echo "Wall time: ${elapsed} s for 4 variants x ($MINUTES min of training + evaluation of 4 splits x $NUM_TEST videos)."
     echo

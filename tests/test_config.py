@@ -20,11 +20,15 @@ def test_inheritance_and_overrides(tmp_path):
     base.write_text("model: {image_size: 64, patch_size: 8}\ntrain: {max_steps: 10}\n")
     child = tmp_path / "child.yaml"
     child.write_text("_base_: base.yaml\ntrain: {max_steps: 20, optimizer: {lr: 0.5}}\n")
-    cfg = load_config(child, ["train.max_steps=30", "model.local_memory.size=0", "validation.splits=[a.yaml]"])
+    cfg = load_config(
+        child, ["train.max_steps=30", "model.local_memory.size=0", "validation.splits=[a.yaml]"]
+    )
     assert cfg.model.image_size == 64 and cfg.model.patch_size == 8  # from the base
     assert cfg.train.max_steps == 30 and cfg.train.optimizer.lr == 0.5  # child, then the command line
     assert cfg.model.local_memory.size == 0 and cfg.validation.splits == ["a.yaml"]
-    assert cfg.train.optimizer.weight_decay == load_config(None).train.optimizer.weight_decay  # defaults fill in
+    assert (
+        cfg.train.optimizer.weight_decay == load_config(None).train.optimizer.weight_decay
+    )  # defaults fill in
     saved = save_config(cfg, tmp_path / "resolved.yaml")
     assert load_config(saved) == cfg  # the dump is a complete config that loads back to the same values
     assert "_base_" not in yaml.safe_load(saved.read_text())

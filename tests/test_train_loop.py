@@ -159,4 +159,6 @@ def test_two_process_ddp_run_under_torchrun_ends_with_identical_weights(tmp_path
     assert len(set(summary["weight_fingerprints"])) == 1  # both ranks hold the same weights
     payload = load_training_checkpoint(tmp_path / "checkpoints/last.pt")
     assert payload["world_size"] == 2 and len(payload["rng"]) == 2
-    assert payload["sampler"]["position"] == 3 * 2 * 2  # steps x batch x processes: every rank its own samples
+    assert (
+        payload["sampler"]["position"] == 3 * 2 * 2
+    )  # steps x batch x processes: every rank its own samples

@@ -136,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=not args.no_progress,
                 max_videos=cfg.eval.max_videos or None,
                 prefetch=cfg.eval.prefetch,
+                videos_per_batch=cfg.eval.videos_per_batch,
             )
             name = f"{cfg.eval.dataset}-{testing_type}" if not cfg.eval.split_dir else str(split.root)
             results[name] = result.metrics

@@ -19,7 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -32,7 +32,7 @@ from locater.config import Config
 from locater.data.layout import LayoutError, LayoutSplit, resolve_split_dir
 from locater.engine import distributed
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
-from locater.model.locater import Locater
+from locater.model.locater import Locater, LocaterState
 from locater.preprocess import logits_to_masks, preprocess_frames
 from locater.tokenizer import tokenize
 
@@ -108,6 +108,94 @@ def frames_to_process(samples: list, truncate: bool = True) -> list[str]:
     return [f for f in frames if last is not None and f <= last]
 
 
+def _select_rows(state: LocaterState, rows: torch.Tensor, video_index: torch.Tensor) -> LocaterState:
+    """The state of the expression rows ``rows`` only, their videos renumbered by ``video_index``."""
+
+    def pick(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else x[rows]
+
+    return replace(
+        state,
+        words=state.words[rows],
+        global_memory=pick(state.global_memory),
+        local_memory=pick(state.local_memory),
+        video_index=video_index,
+    )
+
+
+@dataclass
+class _VideoPlan:
+    video: str
+    samples: list
+    frames: list[str]
+
+
+def _run_videos(
+    model: Locater,
+    split: LayoutSplit,
+    plans: list[_VideoPlan],
+    device: torch.device,
+    prefetch: int,
+    on_frame,
+) -> tuple[int, int]:
+    """Run several videos in lockstep: frame ``t`` of every video still running goes through one ``step``.
+
+    All expressions of all the videos form one batch (``video_index`` maps each to its video's row); the vision
+    encoder runs once per frame and video. A video whose frames are done leaves the batch (its rows are dropped
+    from the state). ``on_frame(plan, frame, logits_rows)`` receives each video's ``E_v x 1 x S x S`` logits.
+    Returns (frames processed, vision-encoder passes).
+    """
+    size = model.image_size[0]
+    num_global = model.num_global_frames if model.global_memory is not None else 0
+    plans = [p for p in plans if p.frames]
+    if not plans:
+        return 0, 0
+    global_frames, ids, rows_of = [], [], []
+    for plan in plans:
+        global_ids = split.global_frames(plan.samples[0], num_global) if num_global else []
+        global_frames.append(
+            torch.stack([preprocess_frames(split.load_frame(plan.video, f), size) for f in global_ids])
+            if global_ids
+            else torch.zeros(0, 3, size, size)
+        )
+        ids.append(tokenize([s.sentence for s in plan.samples]))
+        rows_of.append(len(plan.samples))
+    row_video = torch.repeat_interleave(torch.arange(len(plans)), torch.tensor(rows_of))
+    state = model.start(
+        torch.stack(global_frames).to(device), torch.cat(ids).to(device), row_video.to(device)
+    )
+    vision_passes = num_global * len(plans)
+    frames_done = 0
+    prefetchers = [FramePrefetcher(split, p.video, p.frames, size, prefetch) for p in plans]
+    streams = [iter(f) for f in prefetchers]
+    active = list(range(len(plans)))  # plans still running, in batch order
+    try:
+        for t in range(max(len(p.frames) for p in plans)):
+            still = [v for v in active if t < len(plans[v].frames)]
+            if still != active:
+                keep = torch.tensor([v in still for v in row_video.tolist()])
+                rows = keep.nonzero().squeeze(1)
+                row_video = row_video[keep]
+                renumber = {v: i for i, v in enumerate(still)}
+                video_index = torch.tensor([renumber[v] for v in row_video.tolist()], dtype=torch.long)
+                state = _select_rows(state, rows.to(device), video_index.to(device))
+                active = still
+            batch = [next(streams[v]) for v in active]
+            frame_tensor = torch.cat([tensor for _, tensor in batch]).to(device, non_blocking=True)
+            logits, state = model.step(frame_tensor, state)
+            frames_done += len(active)
+            vision_passes += len(active)
+            offset = 0
+            for v, (frame, _) in zip(active, batch):
+                count = rows_of[v]
+                on_frame(plans[v], frame, logits[offset : offset + count])
+                offset += count
+    finally:
+        for prefetcher in prefetchers:
+            prefetcher.close()
+    return frames_done, vision_passes
+
+
 @torch.inference_mode()
 def evaluate_layout_split(
     model: Locater,
@@ -121,8 +209,16 @@ def evaluate_layout_split(
     progress: bool = True,
     max_videos: int | None = None,
     prefetch: int = 4,
+    videos_per_batch: int = 1,
 ) -> EvaluationResult:
-    """Evaluate ``model`` on a split (sharded over the process group when one is initialised)."""
+    """Evaluate ``model`` on a split (sharded over the process group when one is initialised).
+
+    ``videos_per_batch > 1`` runs that many videos in lockstep (see :func:`_run_videos`): the same computation
+    per video, in larger batches (faster for small models and on GPUs); results can differ from one video at a
+    time in the last bits of floating-point sums.
+    """
+    if videos_per_batch < 1:
+        raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
     start_time = time.perf_counter()
     model.eval()
     videos = list(split.videos().items())
@@ -131,61 +227,46 @@ def evaluate_layout_split(
     if not videos:
         raise LayoutError(f"{split.root}: the split holds no expression")
     rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
-    mine = [plans[i] for i in distributed.balanced_shard([len(p[2]) for p in plans], rank, world)]
-    size = model.image_size[0]
-    num_global = model.num_global_frames
+    plans = [_VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
+    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
+    if videos_per_batch > 1:  # similar lengths together: fewer idle rows
+        mine.sort(key=lambda p: -len(p.frames))
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     records: list[FrameRecord] = []
+    labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
+
+    def score(plan: _VideoPlan, frame: str, logits: torch.Tensor) -> None:
+        for row, sample in enumerate(plan.samples):
+            if frame not in labels[(plan.video, sample.expression)]:
+                continue
+            target = split.load_mask(plan.video, sample.expression, frame)
+            records.append(
+                score_frame(logits[row].float(), target, plan.video, sample.expression, frame, coco=coco)
+            )
+            if save_masks_dir is not None:
+                mask = logits_to_masks(logits[row, 0].float(), target.shape).cpu().numpy()
+                out = Path(save_masks_dir) / plan.video / sample.expression / f"{frame}.png"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(out), mask.astype(np.uint8) * 255)
+
     frames_done = vision_passes = 0
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-    for video, samples, frames in mine:
-        labels = [set(s.labels) for s in samples]
-        if not frames:
-            continue
-        global_ids = split.global_frames(samples[0], num_global) if model.global_memory is not None else []
-        global_frames = (
-            torch.stack([preprocess_frames(split.load_frame(video, f), size) for f in global_ids])[None].to(
-                device
-            )
-            if global_ids
-            else torch.zeros(1, 0, 3, size, size, device=device)
-        )
-        ids = tokenize([s.sentence for s in samples]).to(device)
-        prefetcher = FramePrefetcher(split, video, frames, size, prefetch)
-        try:
-            with autocast:
-                state = model.start(global_frames, ids)
-                vision_passes += len(global_ids)
-                for frame, tensor in prefetcher:
-                    logits, state = model.step(tensor.to(device, non_blocking=True), state)
-                    frames_done += 1
-                    vision_passes += 1
-                    for row, sample in enumerate(samples):
-                        if frame not in labels[row]:
-                            continue
-                        target = split.load_mask(video, sample.expression, frame)
-                        record = score_frame(
-                            logits[row].float(), target, video, sample.expression, frame, coco=coco
-                        )
-                        records.append(record)
-                        if save_masks_dir is not None:
-                            mask = logits_to_masks(logits[row, 0].float(), target.shape).cpu().numpy()
-                            out = Path(save_masks_dir) / video / sample.expression / f"{frame}.png"
-                            out.parent.mkdir(parents=True, exist_ok=True)
-                            cv2.imwrite(str(out), mask.astype(np.uint8) * 255)
-        finally:
-            prefetcher.close()
+    for first in range(0, len(mine), videos_per_batch):
+        chunk = mine[first : first + videos_per_batch]
+        with autocast:
+            done, passes = _run_videos(model, split, chunk, device, prefetch, score)
+        frames_done += done
+        vision_passes += passes
         elapsed = time.perf_counter() - start_time
         bar.set_postfix(frames_per_s=f"{frames_done / max(elapsed, 1e-9):.1f}")
-        bar.update(1)
+        bar.update(len(chunk))
     bar.close()
     gathered = distributed.all_gather_objects((records, frames_done, vision_passes))
     all_records = [r for part in gathered for r in part[0]]
     metrics = SegmentationMetrics()
     metrics.extend(all_records)
     computed = metrics.compute()
-    computed["num_samples"] = sum(len(samples) for _, samples, _ in plans)
+    computed["num_samples"] = sum(len(p.samples) for p in plans)
     return EvaluationResult(
         metrics=computed,
         records=metrics.sorted_records(),
@@ -222,6 +303,7 @@ def evaluate_split(
         progress=progress,
         max_videos=max_videos or section.max_videos or None,
         prefetch=section.prefetch,
+        videos_per_batch=section.videos_per_batch,
     )
     return result.metrics
 
@@ -280,7 +362,11 @@ def write_ytvos_submission(
     frames_done = vision_passes = 0
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
     for video, samples, frames in mine:
-        global_ids = split.global_frames(samples[0], model.num_global_frames) if model.global_memory else []
+        global_ids = (
+            split.global_frames(samples[0], model.num_global_frames)
+            if model.global_memory is not None
+            else []
+        )
         global_frames = (
             torch.stack([preprocess_frames(split.load_frame(video, f), size) for f in global_ids])[None]
             if global_ids

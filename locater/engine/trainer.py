@@ -261,6 +261,7 @@ def resolve_validation_splits(cfg: Config) -> list[ValidationSplit]:
     """``validation.splits`` entries (eval config paths or mappings of eval keys) as configs to evaluate; each
     split folder is opened once here so that a wrong path fails before training starts."""
     from locater.engine.evaluator import split_dir_from_config
+
     splits = []
     for index, entry in enumerate(cfg.validation.splits):
         if isinstance(entry, str):
