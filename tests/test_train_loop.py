@@ -162,3 +162,29 @@ def test_two_process_ddp_run_under_torchrun_ends_with_identical_weights(tmp_path
     assert (
         payload["sampler"]["position"] == 3 * 2 * 2
     )  # steps x batch x processes: every rank its own samples
+
+
+def test_trains_on_a_layout_split_and_on_ref_youtube_vos(tmp_path):
+    from test_ytvos import _fake_ytvos
+
+    split = make_split(tmp_path / "data", "TRAIN", num_videos=2, num_frames=6, size=32)
+    layout = train(
+        tiny_train_config(
+            tmp_path / "a", "train.data.source=layout", f"train.data.split_dir={split}", "train.max_steps=2"
+        )
+    )
+    _fake_ytvos(tmp_path / "ytvos")
+    ytvos = train(
+        tiny_train_config(
+            tmp_path / "b",
+            "train.data.source=ytvos",
+            f"train.data.ytvos_root={tmp_path / 'ytvos'}",
+            "train.max_steps=2",
+        )
+    )
+    for result in (layout, ytvos):
+        assert result.step == 2 and all(v == v for v in result.losses.values())  # finite, not NaN
+    assert (
+        load_training_checkpoint(tmp_path / "a/checkpoints/last.pt")["config"]["train"]["data"]["source"]
+        == "layout"
+    )
