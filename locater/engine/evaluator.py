@@ -354,44 +354,30 @@ def write_ytvos_submission(
     if not videos:
         raise LayoutError(f"{split.root}: the {split.split} split holds no expression")
     rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [(video, samples, sorted(set().union(*(s.frames for s in samples)))) for video, samples in videos]
-    mine = [plans[i] for i in distributed.balanced_shard([len(p[2]) for p in plans], rank, world)]
-    size = model.image_size[0]
+    plans = [
+        _VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
+    ]
+    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
     encoded: list[tuple[str, str, str, bytes]] = []
+    listed = {(p.video, s.expression): set(s.frames) for p in mine for s in p.samples}
+
+    def encode(plan: _VideoPlan, frame: str, logits: torch.Tensor) -> None:
+        with Image.open(split.frame_path(plan.video, frame)) as image:  # reads the header only
+            width, height = image.size
+        masks = logits_to_masks(logits.float(), (height, width))[:, 0].cpu().numpy()
+        for row, sample in enumerate(plan.samples):
+            if frame in listed[(plan.video, sample.expression)]:
+                png = encode_png(masks[row].astype(np.uint8) * 255)
+                encoded.append((plan.video, sample.expression, frame, png))
+
     frames_done = vision_passes = 0
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-    for video, samples, frames in mine:
-        global_ids = (
-            split.global_frames(samples[0], model.num_global_frames)
-            if model.global_memory is not None
-            else []
-        )
-        global_frames = (
-            torch.stack([preprocess_frames(split.load_frame(video, f), size) for f in global_ids])[None]
-            if global_ids
-            else torch.zeros(1, 0, 3, size, size)
-        ).to(device)
-        ids = tokenize([s.sentence for s in samples]).to(device)
-        listed = [set(s.frames) for s in samples]
-        prefetcher = FramePrefetcher(split, video, frames, size, prefetch)
-        try:
-            with autocast:
-                state = model.start(global_frames, ids)
-                vision_passes += len(global_ids)
-                for frame, tensor in prefetcher:
-                    logits, state = model.step(tensor.to(device, non_blocking=True), state)
-                    frames_done += 1
-                    vision_passes += 1
-                    with Image.open(split.frame_path(video, frame)) as image:  # reads the header only
-                        width, height = image.size
-                    masks = logits_to_masks(logits.float(), (height, width))[:, 0].cpu().numpy()
-                    for row, sample in enumerate(samples):
-                        if frame in listed[row]:
-                            png = encode_png(masks[row].astype(np.uint8) * 255)
-                            encoded.append((video, sample.expression, frame, png))
-        finally:
-            prefetcher.close()
+    for plan in mine:
+        with autocast:
+            done, passes = _run_videos(model, split, [plan], device, prefetch, encode)
+        frames_done += done
+        vision_passes += passes
         bar.update(1)
     bar.close()
     gathered = distributed.all_gather_objects((encoded, frames_done, vision_passes))
@@ -405,7 +391,7 @@ def write_ytvos_submission(
     return SubmissionResult(
         zip_path=Path(zip_path),
         num_masks=num_masks,
-        num_samples=sum(len(samples) for _, samples, _ in plans),
+        num_samples=sum(len(p.samples) for p in plans),
         frames_processed=sum(part[1] for part in gathered),
         vision_passes=sum(part[2] for part in gathered),
         seconds=time.perf_counter() - start_time,
