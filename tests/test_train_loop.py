@@ -162,6 +162,18 @@ def test_two_process_ddp_run_under_torchrun_ends_with_identical_weights(tmp_path
     assert (
         payload["sampler"]["position"] == 3 * 2 * 2
     )  # steps x batch x processes: every rank its own samples
+    # a time budget drives the learning-rate schedule: the ranks must follow one clock, not each its own
+    timed = [
+        *command[:-2],
+        "train.max_steps=100000",
+        "train.max_minutes=0.05",
+        f"output_dir={tmp_path / 'timed'}",
+    ]
+    result = subprocess.run(timed, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "timed/summary.json").read_text())
+    assert summary["stopped_by"] == "max_minutes" and summary["step"] > 3
+    assert len(set(summary["weight_fingerprints"])) == 1
 
 
 def test_trains_on_a_layout_split_and_on_ref_youtube_vos(tmp_path):

@@ -566,13 +566,16 @@ class Trainer:
         window_steps, window_start = 0, time.perf_counter()
         stopped_by = "max_steps"
         last_terms: dict[str, float] = {}
+        # the time spent, as all ranks agree on it (the largest, exchanged with the step's checks): the schedule
+        # and the time budget must not read each rank's own clock, or the ranks would use different rates
+        elapsed = self.elapsed_before
         while self.step < t.max_steps:
             if t.stop_at_step and self.step >= t.stop_at_step:
                 stopped_by = "stop_at_step"
                 break
             progress = None
             if t.max_minutes > 0:
-                progress = max(self.step / t.max_steps, self.elapsed_minutes() / t.max_minutes)
+                progress = max(self.step / t.max_steps, elapsed / t.max_minutes)
             self.schedule.apply(self.optimizer, self.step, progress)
             terms_sum: dict[str, float] = {}
             loss_finite = True
