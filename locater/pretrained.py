@@ -64,6 +64,11 @@ def load_imagenet_vit(model: Locater, path: str | Path, into_fusion: bool = Fals
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"pretrained ViT file not found: {path} ({WHERE_TO_GET})")
+    if model.vision_encoder.stem is not None:
+        raise ValueError(
+            "model.vision.stem_channels > 0: the patch embedding reads the stem, not RGB, so an ImageNet ViT "
+            "cannot initialise it; set model.vision.stem_channels=0 or pretrained.vit=null"
+        )
     vit = model.vision_encoder.vit
     depth = len(vit.blocks)
     file_depth = _file_depth(path)

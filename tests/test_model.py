@@ -231,3 +231,63 @@ def test_non_released_options_keep_the_parameters_and_change_only_their_part():
         assert torch.allclose(plain(features, memory), plain.norm(plain.attention(features, memory)))
     with pytest.raises(ValueError, match="none or relu"):
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.decoder_activation=gelu"]))
+
+
+def test_vision_stem_convolves_the_frame_before_the_patch_embedding(tmp_path):
+    """model.vision.stem_channels (0 by default): two 3x3 convolutions at full resolution feed the patch
+    embedding; an ImageNet ViT cannot initialise that patch embedding (clear error)."""
+    torch.manual_seed(0)
+    assert locater.build_model("configs/model/tiny.yaml").vision_encoder.stem is None
+    cfg = locater.load_config("configs/model/tiny.yaml", ["model.vision.stem_channels=8"])
+    model = locater.build_model(cfg).eval()
+    encoder = model.vision_encoder
+    assert encoder.vit.patch_embed.proj.in_channels == 8
+    frames = torch.randn(2, 3, *model.image_size)
+    with torch.no_grad():
+        expected = torch.tanh(encoder.pre_logits(encoder.vit.forward_features(encoder.stem(frames))))
+        assert torch.allclose(encoder(frames), expected)
+        assert encoder(frames).shape == (2, 17, 64)
+    fake_vit = tmp_path / "vit.npz"
+    fake_vit.write_bytes(b"")
+    with pytest.raises(ValueError, match="stem_channels"):
+        locater.build_model(locater.load_config(cfg.to_dict(), [f"pretrained.vit={fake_vit}"]))
+    with pytest.raises(ValueError, match="stem_channels"):
+        locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.vision.stem_channels=-1"]))
+
+
+def test_decoder_image_skip_feeds_the_frame_at_every_upsampled_scale():
+    """model.decoder_image_skip (off by default): every convolution after an upsampling also sees the frame
+    pooled to its scale, so the mask depends on the pixels and not only on the token grid."""
+    torch.manual_seed(0)
+    released = locater.build_model("configs/model/tiny.yaml").eval()
+    assert released.mask_decoder.image_skip is False
+    model = locater.build_model(
+        locater.load_config("configs/model/tiny.yaml", ["model.decoder_image_skip=true"])
+    )
+    model.eval()
+    convs = model.mask_decoder.convs
+    assert convs[0].in_channels == released.mask_decoder.convs[0].in_channels
+    for skip, plain in zip(convs[1:], released.mask_decoder.convs[1:]):
+        assert skip.in_channels == plain.in_channels + 3
+    decoder = model.mask_decoder
+    features, queries = torch.randn(2, 16, 64), torch.randn(2, 4, 64)
+    image = torch.randn(2, 3, *model.image_size)
+    with torch.no_grad():
+        out = decoder(features, queries, model.grid_size, image)
+        # the same chain written out: conv, then (upsample, concatenate the pooled frame, conv) per scale
+        h = decoder.feature_proj(features).view(2, 16, 4, 16).transpose(1, 2)
+        q = decoder.query_proj(queries).view(2, 4, 4, 16).transpose(1, 2)
+        maps = (q @ h.transpose(-1, -2)) * decoder.scale
+        x = torch.cat([features.transpose(1, 2), maps.reshape(2, -1, 16)], 1).reshape(2, -1, *model.grid_size)
+        x = convs[0](x)
+        for conv in convs[1:]:
+            x = torch.nn.functional.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+            pooled = torch.nn.functional.avg_pool2d(image, image.shape[-1] // x.shape[-1])
+            x = conv(torch.cat([x, pooled], 1))
+        assert torch.allclose(out, x, atol=1e-6)
+        assert not torch.allclose(decoder(features, queries, model.grid_size, image.flip(-1)), out)
+        frames = torch.randn(1, 3, 3, *model.image_size)
+        logits, _ = model(frames, locater.tokenize(["the red circle"]), frames)
+    assert logits.shape == (1, 3, 1, *model.image_size)
+    with pytest.raises(ValueError, match="image_skip"):
+        decoder(features, queries, model.grid_size)

@@ -51,6 +51,7 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         num_heads=m.vision.num_heads,
         mlp_ratio=m.vision.mlp_ratio,
         drop_path=m.vision.drop_path,
+        stem_channels=m.vision.stem_channels,
     )
     num_patches = vision.num_patches
     text = TextEncoder(m.text.vocab_size, m.text.word_dim, m.text.hidden_size, m.text.num_layers)
@@ -92,7 +93,12 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         query_generator=QueryGenerator(dim, heads, m.memory_mlp_ratio),
         memory_reader=MemoryReader(dim, heads, m.reader_residual),
         mask_decoder=MaskDecoder(
-            dim, heads, num_upsamples_for(m.patch_size), m.decoder_width, m.decoder_activation
+            dim,
+            heads,
+            num_upsamples_for(m.patch_size),
+            m.decoder_width,
+            m.decoder_activation,
+            m.decoder_image_skip,
         ),
         aux_heads=aux_heads,
         num_global_frames=m.global_memory.num_frames,

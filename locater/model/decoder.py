@@ -20,6 +20,9 @@ class MaskDecoder(nn.Module):
         width: hidden channels (0: ``(C + H*H) // 4``, the released 208).
         activation: ``"none"`` (the released decoder: a linear chain) or ``"relu"`` (a ReLU after every hidden
             convolution; same parameters, so the same checkpoint keys).
+        image_skip: also feed the input frame, average-pooled to each upsampled scale, to every convolution after
+            an upsampling (3 more input channels each; not the released decoder, whose masks come from the token
+            grid alone). Then :meth:`forward` needs ``image``.
     """
 
     def __init__(
@@ -29,6 +32,7 @@ class MaskDecoder(nn.Module):
         num_upsamples: int = 4,
         width: int = 0,
         activation: str = "none",
+        image_skip: bool = False,
     ) -> None:
         super().__init__()
         if activation not in ("none", "relu"):
@@ -39,20 +43,30 @@ class MaskDecoder(nn.Module):
         self.query_proj = nn.Linear(dim, dim)
         in_channels = dim + num_heads * num_heads
         width = width or in_channels // 4
+        self.image_skip = bool(image_skip)
+        skip = 3 if self.image_skip else 0
         channels = [in_channels] + [width] * num_upsamples + [1]
         self.convs = nn.ModuleList(
-            nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
-            for c_in, c_out in zip(channels[:-1], channels[1:])
+            nn.Conv2d(c_in + (skip if index else 0), c_out, kernel_size=3, padding=1)
+            for index, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:]))
         )
         self.scale = (dim // num_heads) ** -0.5
 
     def forward(
-        self, features: torch.Tensor, queries: torch.Tensor, grid_size: tuple[int, int]
+        self,
+        features: torch.Tensor,
+        queries: torch.Tensor,
+        grid_size: tuple[int, int],
+        image: torch.Tensor | None = None,
+        image_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Args:
             features: ``B x N x C`` read features (``N = h * w``).
             queries: ``B x Q x C`` queries.
             grid_size: ``(h, w)``.
+            image: ``V x 3 x (h * 2^u) x (w * 2^u)`` pre-processed frames (only with ``image_skip``).
+            image_index: ``B`` int64, the frame of each row (default: row ``b`` reads frame ``b``; several
+                expressions of one video share its frame, whose part of each convolution is computed once).
 
         Returns:
             ``B x 1 x (h * 2^u) x (w * 2^u)`` mask logits.
@@ -66,14 +80,29 @@ class MaskDecoder(nn.Module):
         q = self.query_proj(queries).view(batch, -1, heads, head_dim).transpose(1, 2)  # B x H x Q x D
         maps = (q @ f.transpose(-1, -2)) * self.scale  # B x H x Q x N, channel order h * Q + q
         x = torch.cat([features.transpose(1, 2), maps.reshape(batch, -1, num_tokens)], dim=1)
-        x = x.reshape(batch, -1, *grid_size)
+        # channels-last: the same arithmetic, but PyTorch's CPU bilinear upsampling of channels-first maps is
+        # about 15x slower (half of a step of the small synthetic model went there)
+        x = x.reshape(batch, -1, *grid_size).contiguous(memory_format=torch.channels_last)
+        if self.image_skip:
+            if image is None:
+                raise ValueError("this decoder has image_skip: pass the frame as image")
+            image = image.contiguous(memory_format=torch.channels_last)
         x = self.convs[0](x)
         for conv in self.convs[1:]:
             if self.activation == "relu":
                 x = F.relu(x)
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            x = conv(x)
-        return x
+            if self.image_skip:
+                # conv([x ; pooled frame]) as the sum of its two parts: no concatenation, and the frame's part
+                # once per frame rather than once per expression
+                width = x.shape[1]
+                pooled = F.adaptive_avg_pool2d(image, x.shape[-2:])
+                skip = F.conv2d(pooled, conv.weight[:, width:], None, padding=1)
+                x = F.conv2d(x, conv.weight[:, :width], conv.bias, padding=1)
+                x = x + (skip if image_index is None else skip[image_index])
+            else:
+                x = conv(x)
+        return x.contiguous()
 
 
 class AuxiliaryHead(nn.Module):

@@ -234,7 +234,8 @@ class Locater(nn.Module):
             memory = local
         queries = self.query_generator(state.words, frame_mean, local.mean(dim=1), global_mean)
         read = self.memory_reader(features, memory)
-        logits = self.mask_decoder(read, queries, self.grid_size)
+        image = frame if self.mask_decoder.image_skip else None
+        logits = self.mask_decoder(read, queries, self.grid_size, image, state.video_index)
 
         local_memory = None
         if self.local_memory is not None:
