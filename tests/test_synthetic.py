@@ -151,6 +151,28 @@ def test_videos_follow_the_rules_of_their_kind():
                 assert identical_twins(objects, expression.target) and expression.query.motion is not None
 
 
+def test_spat_and_temp_videos_describe_both_twins_on_the_same_frames():
+    opposite = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+    for kind in ("SPAT", "TEMP"):
+        for index in range(10):
+            video = generate_video(kind, [9, index], 64)
+            first, second = video.expressions
+            assert identical_twins(video.objects, first.target) == [second.target]
+            assert first.labels == second.labels and first.sentence != second.sentence
+            if kind == "SPAT":
+                assert second.query.relation == opposite[first.query.relation]
+            else:
+                assert {first.query.motion, second.query.motion} == {
+                    video.objects[first.target].motion,
+                    video.objects[second.target].motion,
+                }
+                assert first.query.motion != second.query.motion
+            for expression in (first, second):
+                validate_expression(video, expression)
+    for kind in ("NORM", "MUL"):
+        assert len(generate_video(kind, [9, 0], 64).expressions) == 1
+
+
 def test_sentences_are_single_wordpieces_of_bert_base_uncased():
     vocab = {word: index for index, word in enumerate(VOCAB_PATH.read_text().splitlines())}
     assert all(vocab.get(word, 30000) < 30000 for word in WORDS), sorted(w for w in WORDS if w not in vocab)

@@ -8,6 +8,10 @@
   so no single frame tells them apart; only the motion does ("the circle moving right", "the star that stays
   still"). The labelled frames include frames on both sides of the swap.
 
+NORM and MUL videos have one expression; SPAT and TEMP videos have two, one for each twin ("the left square" and
+"the right square"), labelled on the same frames, as A2D videos often describe several actors: a model that
+cannot tell the twins apart fails on one of the two.
+
 :func:`validate_expression` proves from the scene description that exactly the target satisfies an expression in
 every labelled frame (and is visible there); :func:`generate_video` redraws a scene until it passes and fails
 loudly when it cannot.
@@ -27,6 +31,7 @@ KINDS = ("NORM", "MUL", "SPAT", "TEMP")
 MIN_FRAMES, MAX_FRAMES = 12, 24
 MIN_VISIBLE_PIXELS = 4
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
+OPPOSITE_RELATION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
 
 
 class SyntheticError(RuntimeError):
@@ -53,7 +58,8 @@ class SyntheticVideo:
         frames: ``T x S x S x 3`` uint8 RGB.
         masks: ``N x T x S x S`` bool, the visible pixels of each of the ``N`` objects.
         objects: the scene description, in drawing order.
-        expressions: the expressions (one per video).
+        expressions: the expressions (NORM, MUL: one; SPAT, TEMP: one per twin, the first one is the
+            scene's target).
     """
 
     kind: str
@@ -152,7 +158,7 @@ def _others(
 
 def _norm_scene(
     rng: np.random.Generator, frame_size: int, num_frames: int
-) -> tuple[list[SceneObject], Query]:
+) -> tuple[list[SceneObject], list[Query]]:
     target = _random_object(rng, frame_size, num_frames)
     unique = _choice(rng, ("shape", "colour"))
     others = []
@@ -168,10 +174,12 @@ def _norm_scene(
         options.append(Query(shape=target.shape))
     if all(o.colour != target.colour for o in others):
         options.append(Query(colour=target.colour))
-    return [target, *others], options[int(rng.integers(len(options)))]
+    return [target, *others], [options[int(rng.integers(len(options)))]]
 
 
-def _mul_scene(rng: np.random.Generator, frame_size: int, num_frames: int) -> tuple[list[SceneObject], Query]:
+def _mul_scene(
+    rng: np.random.Generator, frame_size: int, num_frames: int
+) -> tuple[list[SceneObject], list[Query]]:
     target = _random_object(rng, frame_size, num_frames)
     if rng.random() < 0.7:  # the twin differs in colour (and maybe size), else in size only
         twin_colour = _choice(rng, [c for c in COLOURS if c != target.colour])
@@ -188,12 +196,12 @@ def _mul_scene(rng: np.random.Generator, frame_size: int, num_frames: int) -> tu
         query.size = target.size
     if any(query.matches_appearance(o) for o in others):  # a distractor fits too: say everything
         query.colour, query.size = target.colour, target.size
-    return [target, twin, *others], query
+    return [target, twin, *others], [query]
 
 
 def _spat_scene(
     rng: np.random.Generator, frame_size: int, num_frames: int
-) -> tuple[list[SceneObject], Query]:
+) -> tuple[list[SceneObject], list[Query]]:
     relation = _choice(rng, ("left", "right", "top", "bottom"))
     shape, colour, size = _choice(rng, SHAPES), _choice(rng, list(COLOURS)), _choice(rng, SIZES)
     radius = object_radius(size, frame_size)
@@ -216,10 +224,12 @@ def _spat_scene(
             SceneObject(shape, colour, size, radius, (start[0], start[1]), (velocity[0], velocity[1]))
         )
     others = _others(rng, frame_size, num_frames, int(rng.integers(0, 4)), (shape, colour))
-    query = Query(shape=shape, relation=relation)
-    if any(o.shape == shape for o in others):
-        query.colour = colour
-    return [*twins, *others], query
+    colour_word = colour if any(o.shape == shape for o in others) else None
+    queries = [
+        Query(shape=shape, colour=colour_word, relation=relation),
+        Query(shape=shape, colour=colour_word, relation=OPPOSITE_RELATION[relation]),
+    ]
+    return [*twins, *others], queries
 
 
 def _crossing_point(
@@ -237,7 +247,7 @@ def _crossing_point(
 
 def _temp_scene(
     rng: np.random.Generator, frame_size: int, num_frames: int
-) -> tuple[list[SceneObject], Query]:
+) -> tuple[list[SceneObject], list[Query]]:
     shape, colour, size = _choice(rng, SHAPES), _choice(rng, list(COLOURS)), _choice(rng, SIZES)
     radius = object_radius(size, frame_size)
     low, high = radius + 1, frame_size - radius - 1
@@ -277,10 +287,9 @@ def _temp_scene(
             SceneObject(shape, colour, size, radius, (start[0], start[1]), (velocity[0], velocity[1]))
         )
     others = _others(rng, frame_size, num_frames, int(rng.integers(0, 4)), (shape, colour))
-    query = Query(shape=shape, motion=pair[0].motion)
-    if any(o.shape == shape for o in others):
-        query.colour = colour
-    return [*pair, *others], query
+    colour_word = colour if any(o.shape == shape for o in others) else None
+    queries = [Query(shape=shape, colour=colour_word, motion=twin.motion) for twin in pair]
+    return [*pair, *others], queries
 
 
 SCENE_BUILDERS = {"NORM": _norm_scene, "MUL": _mul_scene, "SPAT": _spat_scene, "TEMP": _temp_scene}
@@ -315,8 +324,8 @@ def generate_video(
         attempts: scenes drawn before giving up (a scene whose expression fails validation is redrawn).
 
     Returns:
-        a :class:`SyntheticVideo` with ``frames`` ``T x S x S x 3``, ``masks`` ``N x T x S x S`` and one
-        expression.
+        a :class:`SyntheticVideo` with ``frames`` ``T x S x S x 3``, ``masks`` ``N x T x S x S`` and its
+        expressions (one, or for SPAT and TEMP one per twin, on the same labelled frames).
     """
     if kind not in SCENE_BUILDERS:
         raise ValueError(f"unknown kind {kind!r}; expected one of {KINDS}")
@@ -328,24 +337,29 @@ def generate_video(
         raise ValueError(f"a video needs at least 4 frames, got {count}")
     last_error: SyntheticError | None = None
     for _ in range(attempts):
-        objects, query = SCENE_BUILDERS[kind](rng, size, count)
+        objects, queries = SCENE_BUILDERS[kind](rng, size, count)  # query i describes builder object i
         order = [int(i) for i in rng.permutation(len(objects))]  # drawing order: any object may be on top
         objects = [objects[i] for i in order]
-        target = order.index(0)
         if all_labelled:
             labels = list(range(1, count + 1))
         elif kind == "TEMP":
             labels = _labelled_frames(rng, count, required=(2, count - 1))  # both sides of the swap
         else:
             labels = _labelled_frames(rng, count)
-        expression = SyntheticExpression(target, describe(rng, query), query, labels)
+        first = SyntheticExpression(order.index(0), describe(rng, queries[0]), queries[0], labels)
         frames, masks = render(objects, size, count, rng)
+        # the twin's sentence is drawn after the frames, so adding it left every frame as it was
+        expressions = [first] + [
+            SyntheticExpression(order.index(i), describe(rng, query), query, list(labels))
+            for i, query in enumerate(queries[1:], start=1)
+        ]
         video = SyntheticVideo(kind, size, frames, masks, objects)
         try:
-            validate_expression(video, expression)
+            for expression in expressions:
+                validate_expression(video, expression)
         except SyntheticError as error:
             last_error = error
             continue
-        video.expressions.append(expression)
+        video.expressions.extend(expressions)
         return video
     raise SyntheticError(f"no valid {kind} video in {attempts} attempts (seed {seed}): {last_error}")

@@ -105,10 +105,10 @@ class SyntheticClipStream(Dataset):
         video = generate_video(
             kind, [self.seed, sample_seed, 12], size=self.render_size, num_frames=length, all_labelled=True
         )
-        expression = video.expressions[0]
         start = int(rng.integers(0, length - self.clip_length + 1))
         clip = slice(start, start + self.clip_length)
         global_numbers = random_global_frame_numbers(length, self.num_global_frames, rng)
+        expression = video.expressions[int(rng.integers(len(video.expressions)))]  # SPAT, TEMP: either twin
         global_frames = (
             preprocess_frames(video.frames[[n - 1 for n in global_numbers]], self.image_size)
             if global_numbers
