@@ -4,7 +4,7 @@
       --out runs/quickstart [--gifs 3]
 
 Each ``VARIANT=DIR`` names a folder holding one evaluation output folder per split (``DIR/<SPLIT>/metrics.json``,
-written by tools/evaluate.py). ``results.json`` is ``{variant: {split: {"mean_iou": ..., "overall_iou": ...}}}``.
+or ``DIR/<split>/`` as ``tools/evaluate.py eval.dataset=SYN eval.testing_type=ALL`` writes them). ``results.json`` is ``{variant: {split: {"mean_iou": ..., "overall_iou": ...}}}``.
 With ``--gifs N`` the first N videos of each split of the first variant get an overlay GIF (needs the evaluation
 to have run with --save-masks and the split folder recorded in its metrics.json).
 """
@@ -23,11 +23,17 @@ from locater.data.layout import LayoutSplit
 SPLITS = ("NORM", "MUL", "SPAT", "TEMP")
 
 
+def split_folder(folder: Path, split: str) -> Path:
+    """``folder/<SPLIT>`` (one evaluation per split), else ``folder/<split>`` (testing type ALL)."""
+    upper = folder / split
+    return upper if upper.is_dir() else folder / split.lower()
+
+
 def collect(runs: dict[str, Path]) -> dict[str, dict[str, dict[str, float]]]:
     results: dict = {}
     for variant, folder in runs.items():
         for split in SPLITS:
-            path = folder / split / "metrics.json"
+            path = split_folder(folder, split) / "metrics.json"
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: missing (did the evaluation of {variant}/{split} run?)")
             metrics = json.loads(path.read_text())
@@ -122,7 +128,7 @@ def main() -> None:
     if args.gifs:
         first = next(iter(runs.values()))
         for split in SPLITS:
-            masks = first / split / "masks"
+            masks = split_folder(first, split) / "masks"
             if masks.is_dir():
                 for path in overlay_gif(args.data_root / split, masks, args.out, args.gifs):
                     print(f"wrote {path}")

@@ -106,6 +106,31 @@ def test_official_form_with_typo_and_missing_dataset(data, tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
+def test_synthetic_dataset_all_runs_the_four_kinds_in_one_call(data, tmp_path):
+    root = tmp_path / "synthetic"
+    root.mkdir()
+    for kind in ("NORM", "MUL", "SPAT"):
+        (root / kind).symlink_to(data["split"])
+    args = ["--config", "configs/model/tiny.yaml", "--checkpoint", str(data["ckpt"]), "eval.dataset=SYN"]
+    args += ["eval.testing_type=ALL", f"eval.data_root={root}", "--output-dir", str(tmp_path / "out")]
+    missing = _run([*args, "--no-progress"])
+    assert (
+        missing.returncode == 2
+        and str(root / "TEMP") in missing.stderr
+        and "expected layout" in missing.stderr
+    )
+    assert not (tmp_path / "out").exists()  # every folder is looked up before the first evaluation
+    (root / "TEMP").symlink_to(data["split"])
+    result = _run([*args, "--no-progress"])
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "out/metrics.json").read_text())
+    assert sorted(summary) == ["SYN-MUL", "SYN-NORM", "SYN-SPAT", "SYN-TEMP"]
+    for kind in ("norm", "mul", "spat", "temp"):
+        metrics = json.loads((tmp_path / "out" / kind / "metrics.json").read_text())
+        assert metrics["split"] == kind.upper() and metrics["num_frames"] == 18
+        assert metrics["mean_iou"] == summary["SYN-NORM"]["mean_iou"]  # the same split four times
+
+
 def test_checkpoint_of_another_architecture_is_rejected(data, tmp_path):
     other = make_checkpoint(tmp_path / "k3.pt", ["model.fusion.num_stages=3"])
     result = _run(

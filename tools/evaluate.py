@@ -28,7 +28,8 @@ from locater.engine.evaluator import evaluate_layout_split, split_dir_from_confi
 from locater.engine.loading import load_model_for_inference
 from locater.engine.metrics import markdown_table, write_per_frame_csv
 
-DATASETS = ("A2D", "JHMDB", "YTVOS")
+DATASETS = ("A2D", "JHMDB", "SYN", "YTVOS")
+KINDED_DATASETS = ("A2D", "SYN")  # split into NORM / MUL / SPAT / TEMP (testing type ALL runs the four)
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -46,7 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", type=Path, help="YAML config (e.g. configs/a2d/norm.yaml)")
     parser.add_argument("--checkpoint", "--snapshot", dest="checkpoint", type=Path, help="ours or official")
-    parser.add_argument("--dataset", help="official form: A2D or JHMDB (or YTVOS: valid-set submission)")
+    parser.add_argument(
+        "--dataset",
+        help="official form: A2D or JHMDB (also SYN: the synthetic benchmark; YTVOS: valid-set submission)",
+    )
     parser.add_argument("--testing-type", help="official form: NORM, MUL, SPAT, TEMP or ALL")
     parser.add_argument(
         "--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/ (YTVOS: the dataset folder)"
@@ -75,8 +79,10 @@ def build_config(args: argparse.Namespace):
             overrides.append(
                 f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
             )
-        elif dataset == "A2D":
-            raise SystemExit("error: --dataset A2D needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
+        elif dataset in ("A2D", "SYN"):
+            raise SystemExit(
+                f"error: --dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)"
+            )
     if args.data_root is not None:
         overrides.append(f"eval.data_root={args.data_root}")
     if args.save_masks:
@@ -85,7 +91,7 @@ def build_config(args: argparse.Namespace):
         overrides.append(f"device={args.device}")
     cfg = load_config(args.config, overrides)
     testing_type = cfg.eval.testing_type.upper()
-    if cfg.eval.dataset.upper() == "A2D" and not cfg.eval.split_dir:
+    if cfg.eval.dataset.upper() in KINDED_DATASETS and not cfg.eval.split_dir:
         cfg.eval.testing_type = _choice(testing_type, (*TESTING_TYPES, "ALL"), "testing type")
     return cfg
 
@@ -111,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         return _ytvos_submission(args, cfg, model, info)
     splits = (
         list(TESTING_TYPES)
-        if cfg.eval.dataset.upper() == "A2D" and cfg.eval.testing_type == "ALL" and not cfg.eval.split_dir
+        if cfg.eval.dataset.upper() in KINDED_DATASETS
+        and cfg.eval.testing_type == "ALL"
+        and not cfg.eval.split_dir
         else [cfg.eval.testing_type]
     )
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -122,8 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     output_dir = Path(distributed.broadcast_object(str(output_dir)))
     results, summary = {}, {}
     try:
+        split_dirs = {t: split_dir_from_config(cfg, t) for t in splits}  # every folder found before the first
         for testing_type in splits:
-            split = LayoutSplit.open(split_dir_from_config(cfg, testing_type))
+            split = LayoutSplit.open(split_dirs[testing_type])
             split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
             result = evaluate_layout_split(
                 model,

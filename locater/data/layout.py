@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 FRAME_DIRS = {"a2d": "allPngs320H", "jhmdb": "images"}
 COUNT_FILES = ("vid_frame_dict.pth", "vid_frames_dict.pth")
 TESTING_TYPES = ("NORM", "MUL", "SPAT", "TEMP")
-DATASETS = ("A2D", "JHMDB")
+DATASETS = ("A2D", "JHMDB", "SYN")
 
 # The official loader fixes these misspelled A2D sentences (after lower-casing).
 SENTENCE_FIXES = {
@@ -66,7 +66,8 @@ EXPECTED_LAYOUT = """expected layout:
       images/<action>/<video>/<00001>.png
       mask/<action>_<video>_<obj>_<frame>.pth
       vid_frames_dict.pth
-      JHMDB_test_expressions.json"""
+      JHMDB_test_expressions.json
+  <data-root>/<TYPE>/                         (SYN: the synthetic benchmark, scripts/make_synthetic.py)"""
 
 
 class LayoutError(DataError):
@@ -92,24 +93,28 @@ def is_frame_id(value: object) -> bool:
 def resolve_split_dir(data_root: str | Path, dataset: str, testing_type: str | None = None) -> Path:
     """The split folder for (data root, A2D/JHMDB, testing type), as the official loader.
 
-    A2D: ``<root>/A2D_SUBSET/<TYPE>`` or ``<root>/A2D_SUBSET/A2D_<TYPE>``; JHMDB: ``<root>/JHMDB``.
-    Raises :class:`LayoutError` with the expected layout when the folder is missing.
+    A2D: ``<root>/A2D_SUBSET/<TYPE>`` or ``<root>/A2D_SUBSET/A2D_<TYPE>``; JHMDB: ``<root>/JHMDB``; SYN (the
+    synthetic benchmark): ``<root>/<TYPE>``. Raises :class:`LayoutError` with the expected layout when the folder
+    is missing.
     """
     root = Path(data_root)
     dataset = dataset.upper()
     if dataset == "JHMDB":
         candidates = [root / "JHMDB"]
-    elif dataset == "A2D":
+    elif dataset in ("A2D", "SYN"):
         if testing_type is None:
-            raise LayoutError("A2D needs a testing type (NORM, MUL, SPAT or TEMP)")
+            raise LayoutError(f"{dataset} needs a testing type (NORM, MUL, SPAT or TEMP)")
         kind = testing_type.upper()
         if kind not in TESTING_TYPES:
             raise LayoutError(
                 f"unknown testing type {testing_type!r}: expected one of {', '.join(TESTING_TYPES)}"
             )
-        candidates = [root / "A2D_SUBSET" / kind, root / "A2D_SUBSET" / f"A2D_{kind}"]
+        if dataset == "SYN":
+            candidates = [root / kind]
+        else:
+            candidates = [root / "A2D_SUBSET" / kind, root / "A2D_SUBSET" / f"A2D_{kind}"]
     else:
-        raise LayoutError(f"unknown dataset {dataset!r}: expected A2D or JHMDB")
+        raise LayoutError(f"unknown dataset {dataset!r}: expected one of {', '.join(DATASETS)}")
     for candidate in candidates:
         if candidate.is_dir():
             return candidate
