@@ -348,7 +348,8 @@ def generate_video(
             labels = _labelled_frames(rng, count)
         first = SyntheticExpression(order.index(0), describe(rng, queries[0]), queries[0], labels)
         frames, masks = render(objects, size, count, rng)
-        # the twin's sentence is drawn after the frames, so adding it left every frame as it was
+        # the twin's sentence is drawn after the frames (a scene that passes at the first draw keeps the frames
+        # it had with one expression; a redraw starts from another random state than before)
         expressions = [first] + [
             SyntheticExpression(order.index(i), describe(rng, query), query, list(labels))
             for i, query in enumerate(queries[1:], start=1)
