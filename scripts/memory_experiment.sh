@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The memory experiment: train the full model and three memory ablations with the same budget on the synthetic
 # benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
-# Every variant trains as the quickstart does, with its ablation in both stages: APPEARANCE minutes of one-frame
-# NORM/MUL clips, then the rest of MINUTES on 3-frame clips of all four kinds (MIX) through the memory.
+# Every variant trains as the quickstart does (scripts/train_two_stages.sh), with its ablation in both stages:
+# APPEARANCE minutes of one-frame NORM/MUL clips, then the rest of MINUTES on 3-frame clips of the four kinds in
+# MIX through the memory.
 #   bash scripts/memory_experiment.sh                       # MINUTES per variant (default 25, APPEARANCE 5)
 #   MINUTES=7 APPEARANCE=3 bash scripts/memory_experiment.sh
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
@@ -29,19 +30,12 @@ declare -A VARIANTS=(
     [no_global_memory]="model.global_memory.size=0"
     [no_mask_history]="model.local_memory.mask_history=false"
 )
-FULL=$(python -c "print(max(float('$MINUTES') - float('$APPEARANCE'), 0.1))")
 start=$(date +%s)
 python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
 runs=()
 for variant in full no_local_memory no_global_memory no_mask_history; do
     # shellcheck disable=SC2086
-    python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/$variant/appearance" \
-        train.max_minutes="$APPEARANCE" train.clip_length=1 "train.data.synthetic_mix=[1.0,1.0,0.0,0.0]" \
-        model.global_memory.num_frames=1 validation.splits=[] ${VARIANTS[$variant]} "${EXTRA[@]}"
-    # shellcheck disable=SC2086
-    python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/$variant" train.max_minutes="$FULL" \
-        pretrained.checkpoint="$OUT/$variant/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-        train.data.synthetic_mix="$MIX" validation.splits=[] ${VARIANTS[$variant]} "${EXTRA[@]}"
+    bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS[$variant]} "${EXTRA[@]}"
     # shellcheck disable=SC2086
     python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
         ${VARIANTS[$variant]} eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \

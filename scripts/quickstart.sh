@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Quickstart on the embedded synthetic benchmark (CPU, no download): install, generate data, train the small
 # model, evaluate NORM / MUL / SPAT / TEMP, print the table. Outputs in runs/quickstart/.
-# Training has two stages (a curriculum, both with configs/synthetic/train.yaml): first the appearance words on
-# one-frame clips of NORM and MUL videos (a global memory of one frame, which halves the cost of a clip), then the
-# full recipe (3-frame clips through the memory, all four kinds) from those weights.
+# Training has two stages (scripts/train_two_stages.sh, both with configs/synthetic/train.yaml): first the
+# appearance words on one-frame clips of NORM and MUL videos (a global memory of one frame, which halves the cost
+# of a clip), then the full recipe (3-frame clips through the memory, all four kinds, 2:2:1:1) from those weights.
 #   bash scripts/quickstart.sh                                   # 7.5 + 3.5 minutes of training
 #   QUICKSTART_MINUTES=20 QUICKSTART_APPEARANCE_MINUTES=12 bash scripts/quickstart.sh
 #   QUICKSTART_SMOKE=1 bash scripts/quickstart.sh                # a few steps and videos (used by the tests)
@@ -18,8 +18,8 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 OUT=${QUICKSTART_OUT:-runs/quickstart}
 DATA=${QUICKSTART_DATA:-datasets/synthetic}
-MINUTES=${QUICKSTART_MINUTES:-11}                      # training in all
-APPEARANCE=${QUICKSTART_APPEARANCE_MINUTES:-7.5}          # of which the first stage
+MINUTES=${QUICKSTART_MINUTES:-11}                    # training in all
+APPEARANCE=${QUICKSTART_APPEARANCE_MINUTES:-7.5}     # of which the first stage
 EXTRA=()
 NUM_TEST=50
 if [ -n "${QUICKSTART_SMOKE:-}" ]; then
@@ -28,15 +28,9 @@ if [ -n "${QUICKSTART_SMOKE:-}" ]; then
     NUM_TEST=2
     EXTRA=(train.max_steps=3 train.batch_size=2 train.data.samples_per_epoch=8 train.log_every=1)
 fi
-FULL=$(python -c "print(max(float('$MINUTES') - float('$APPEARANCE'), 0.1))")
 start=$(date +%s)
 python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
-python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/appearance" \
-    train.max_minutes="$APPEARANCE" train.clip_length=1 "train.data.synthetic_mix=[1.0,1.0,0.0,0.0]" \
-    model.global_memory.num_frames=1 validation.splits=[] "${EXTRA[@]}"
-python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/full" train.max_minutes="$FULL" \
-    pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-    validation.splits=[] "${EXTRA[@]}"
+bash scripts/train_two_stages.sh "$OUT/full" "$MINUTES" "$APPEARANCE" '[2.0,2.0,1.0,1.0]' "${EXTRA[@]}"
 python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/full/checkpoints/last.pt" \
     eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" --output-dir "$OUT/eval/full" --save-masks \
     --no-progress

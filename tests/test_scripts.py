@@ -34,6 +34,9 @@ def test_quickstart_smoke(tmp_path):
     table = (out / "results.md").read_text()
     assert all(split in table for split in SPLITS) and "NORM" in result.stdout
     assert sorted(p.suffix for p in out.glob("*.gif")) and (out / "full/checkpoints/last.pt").is_file()
+    first = (out / "full/appearance/config.yaml").read_text()
+    assert "clip_length: 1" in first and "num_frames: 1" in first  # one-frame clips, one-frame global memory
+    assert "full/appearance/checkpoints/last.pt" in (out / "full/config.yaml").read_text()
 
 
 def test_memory_experiment_smoke(tmp_path):
@@ -46,9 +49,12 @@ def test_memory_experiment_smoke(tmp_path):
     report = (docs / "memory_experiment.md").read_text()
     assert "SMOKE=1" not in report or "Command" in report
     assert all(v in report for v in variants) and (docs / "memory_experiment.png").stat().st_size > 1000
-    for variant in variants:  # each ablation really trained its own model
+    for variant in variants:  # each ablation really trained its own model, in both stages of the curriculum
+        first = (tmp_path / "runs" / variant / "appearance/config.yaml").read_text()
         config = (tmp_path / "runs" / variant / "config.yaml").read_text()
         assert ("size: 0.0" in config) == (variant in ("no_local_memory", "no_global_memory"))
+        assert ("size: 0.0" in first) == (variant in ("no_local_memory", "no_global_memory"))
+        assert "clip_length: 1" in first and f"{variant}/appearance/checkpoints/last.pt" in config
 
 
 def test_ablate_grid_trains_evaluates_and_compares(tmp_path):
