@@ -181,7 +181,9 @@ def main(argv: list[str] | None = None) -> str:
         f"(timing does not depend on them). Median of {args.repeats} interleaved runs each. The re-created "
         "official loop runs each (video, expression) separately over every listed frame and re-encodes the "
         "sentence at every frame; ours batches the expressions of a video, stops after the last labelled frame, "
-        "decodes ahead and optionally runs several videos in lockstep (`eval.videos_per_batch`).\n\n"
+        "decodes ahead and optionally runs several videos in lockstep (`eval.videos_per_batch`). `frames "
+        "processed` counts frames through `step`: the official loop runs a frame once per expression, ours once "
+        "per video for all its expressions, so compare wall times, not frames/s, across loops.\n\n"
         + markdown_table(header, rows)
         + "\n\n"
         + "\n".join(lines)
