@@ -4,7 +4,8 @@
       --out runs/quickstart [--gifs 3]
 
 Each ``VARIANT=DIR`` names a folder holding one evaluation output folder per split (``DIR/<SPLIT>/metrics.json``,
-or ``DIR/<split>/`` as ``tools/evaluate.py eval.dataset=SYN eval.testing_type=ALL`` writes them). ``results.json`` is ``{variant: {split: {"mean_iou": ..., "overall_iou": ...}}}``.
+or ``DIR/<split>/`` as ``tools/evaluate.py eval.dataset=SYN eval.testing_type=ALL`` writes them).
+``results.json`` is ``{variant: {split: {"mean_iou": ..., "overall_iou": ...}}}``.
 With ``--gifs N`` the first N videos of each split of the first variant get an overlay GIF (needs the evaluation
 to have run with --save-masks and the split folder recorded in its metrics.json).
 """

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from locater.checkpoint import CheckpointError
 from locater.config import ConfigError, load_config, save_config
-from locater.data.layout import TESTING_TYPES, LayoutError, LayoutSplit
+from locater.data.layout import KINDED_DATASETS, TESTING_TYPES, LayoutError, LayoutSplit
 from locater.data.ytvos import YTVOSError, YTVOSSplit
 from locater.engine import distributed
 from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config, write_ytvos_submission
@@ -29,7 +29,6 @@ from locater.engine.loading import load_model_for_inference
 from locater.engine.metrics import markdown_table, write_per_frame_csv
 
 DATASETS = ("A2D", "JHMDB", "SYN", "YTVOS")
-KINDED_DATASETS = ("A2D", "SYN")  # split into NORM / MUL / SPAT / TEMP (testing type ALL runs the four)
 
 
 def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
@@ -79,7 +78,7 @@ def build_config(args: argparse.Namespace):
             overrides.append(
                 f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
             )
-        elif dataset in ("A2D", "SYN"):
+        elif dataset in KINDED_DATASETS:
             raise SystemExit(
                 f"error: --dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)"
             )

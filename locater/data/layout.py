@@ -36,6 +36,7 @@ FRAME_DIRS = {"a2d": "allPngs320H", "jhmdb": "images"}
 COUNT_FILES = ("vid_frame_dict.pth", "vid_frames_dict.pth")
 TESTING_TYPES = ("NORM", "MUL", "SPAT", "TEMP")
 DATASETS = ("A2D", "JHMDB", "SYN")
+KINDED_DATASETS = ("A2D", "SYN")  # split into the testing types NORM / MUL / SPAT / TEMP
 
 # The official loader fixes these misspelled A2D sentences (after lower-casing).
 SENTENCE_FIXES = {
@@ -101,7 +102,7 @@ def resolve_split_dir(data_root: str | Path, dataset: str, testing_type: str | N
     dataset = dataset.upper()
     if dataset == "JHMDB":
         candidates = [root / "JHMDB"]
-    elif dataset in ("A2D", "SYN"):
+    elif dataset in KINDED_DATASETS:
         if testing_type is None:
             raise LayoutError(f"{dataset} needs a testing type (NORM, MUL, SPAT or TEMP)")
         kind = testing_type.upper()
