@@ -63,7 +63,10 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
         return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from error
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
     return device
@@ -81,7 +84,7 @@ def global_frame_indices(num_frames: int, num_global: int) -> list[int]:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
     if num_frames < num_global:
         logger.warning(
-            "the video has %d frames, fewer than the %d global-memory frames: repeating frames",
+            "%d frames to segment, fewer than the %d global-memory frames: repeating frames",
             num_frames,
             num_global,
         )

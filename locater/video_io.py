@@ -61,11 +61,13 @@ class VideoFileReader:
             fps = capture.get(cv2.CAP_PROP_FPS)
             self.fps: float | None = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
             self.num_frames = self._count_frames(capture)
-            if self.num_frames == 0:
-                raise VideoError(f"{self.path}: no frame could be decoded")
-            self.frame_size: tuple[int, int] = self._decode_at(capture, 0).shape[:2]
         finally:
             capture.release()
+        if self.num_frames == 0:
+            raise VideoError(f"{self.path}: no frame could be decoded")
+        # a fresh capture: after the count has grabbed past the end, OpenCV cannot seek back to frame 0 of a
+        # one-frame file
+        self.frame_size: tuple[int, int] = self.read(0).shape[:2]
 
     def _open(self) -> cv2.VideoCapture:
         capture = cv2.VideoCapture(str(self.path))
@@ -104,7 +106,8 @@ class VideoFileReader:
 
     def _decode_at(self, capture: cv2.VideoCapture, index: int) -> np.ndarray:
         self._check_index(index)
-        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        if index or capture.get(cv2.CAP_PROP_POS_FRAMES):  # no seek on a fresh capture (one-frame files)
+            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, bgr = capture.read()
         if not ok or bgr is None:
             raise VideoError(f"{self.path}: cannot decode frame {index}")

@@ -88,6 +88,20 @@ def test_video_file_reader_counts_seeks_and_streams(tmp_path):
         reader.read(12)
 
 
+@pytest.mark.parametrize("suffix,codec", [("mp4", "mp4v"), ("avi", "MJPG")])
+def test_a_one_frame_video_file_is_read(tmp_path, suffix, codec):
+    """Counting grabs past the end; a one-frame file then cannot seek back, so frame 0 comes from a new capture."""
+    path = tmp_path / f"one.{suffix}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), 5.0, (40, 24))
+    writer.write(cv2.cvtColor(_frame(3, 24, 40), cv2.COLOR_RGB2BGR))
+    writer.release()
+    reader = VideoFileReader(path)
+    assert (reader.num_frames, reader.frame_size) == (1, (24, 40))
+    frames = list(reader.frames())
+    assert len(frames) == 1 and np.array_equal(reader.read(0), frames[0])
+    assert abs(float(frames[0][16:, :, 1].mean()) - 70) < 4  # the background of frame 3: 10 + 20 * 3
+
+
 @pytest.mark.parametrize("reported", [999, 5])
 def test_a_wrong_container_frame_count_is_replaced_by_counting(tmp_path, monkeypatch, caplog, reported):
     path = _write_video(tmp_path / "clip.mp4", 9, 32, 32)
@@ -232,3 +246,39 @@ def test_demo_reports_bad_input(tmp_path, checkpoints, capsys):
     assert "bad.mp4" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         demo.main(args + ["--video", str(tmp_path), "--max-frames", "0"])
+    video = _write_video(tmp_path / "clip.mp4", 3, 24, 32)
+    assert demo.main(args + ["--video", str(video), "--device", "bogus", "--no-progress"]) == 2
+    assert "unknown device 'bogus'" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    out_is_file = [
+        "--checkpoint",
+        str(checkpoints["ours"]),
+        "--text",
+        "a man",
+        "--out",
+        str(tmp_path / "a_file"),
+    ]
+    assert demo.main(out_is_file + ["--video", str(video), "--no-progress"]) == 2
+    assert "cannot create the output folder" in capsys.readouterr().err
+
+
+def test_a_failed_demo_leaves_no_truncated_overlay(tmp_path, checkpoints, capsys):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(4):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), _frame(i, 24, 32))
+    (folder / "003.png").write_bytes(b"broken")  # decoded after the first frames were written
+    out = tmp_path / "o"
+    args = [
+        "--checkpoint",
+        str(checkpoints["ours"]),
+        "--text",
+        "a man",
+        "--out",
+        str(out),
+        "--video",
+        str(folder),
+    ]
+    assert demo.main(args + ["--no-progress"]) == 2
+    assert "003.png" in capsys.readouterr().err
+    assert not (out / "overlay.mp4").exists()

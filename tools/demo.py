@@ -73,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "overrides", nargs="*", help="config overrides key=value (e.g. model.global_memory.num_frames=5)"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.max_frames is not None and args.max_frames <= 0:
         parser.error("--max-frames must be positive")
     if args.fps is not None and args.fps <= 0:
@@ -96,7 +96,10 @@ def run(args: argparse.Namespace) -> dict:
     load_seconds = time.perf_counter() - load_start
     sentences = list(args.text)
     colors = mask_colors(len(sentences))
-    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VideoError(f"--out {args.out}: cannot create the output folder ({error.strerror})") from error
     mask_dirs = [args.out / "masks" / f"sentence_{k}" for k in range(len(sentences))]
     overlay_path = args.out / "overlay.mp4"
     writer = None if args.no_overlay else OverlayVideoWriter(overlay_path, fps, (height, width))
@@ -104,6 +107,7 @@ def run(args: argparse.Namespace) -> dict:
     frames_done = 0
     bar = tqdm(total=num_frames, unit="frame", disable=args.no_progress, dynamic_ncols=True)
     start = time.perf_counter()
+    finished = False
     try:
         results = segmenter.segment(reader, sentences, max_frames=args.max_frames)
         while True:
@@ -124,10 +128,13 @@ def run(args: argparse.Namespace) -> dict:
             write_seconds += time.perf_counter() - tick
             frames_done += 1
             bar.update(1)
+        finished = True
     finally:
         bar.close()
         if writer is not None:
             writer.close()
+            if not finished:  # an unplayable, truncated overlay is worse than none
+                overlay_path.unlink(missing_ok=True)
     total_seconds = time.perf_counter() - start
     summary = {
         "video": str(args.video),
