@@ -68,7 +68,14 @@ def test_config_form_writes_every_output(data, tmp_path):
 
 def test_official_form_with_typo_and_missing_dataset(data, tmp_path):
     typo = _run(["--dataset", "A2D", "--testing-type", "NUL", "--snapshot", str(data["ckpt"])])
-    assert typo.returncode != 0 and "did you mean MUL?" in typo.stderr
+    assert typo.returncode == 2 and "did you mean MUL?" in typo.stderr
+    no_type = _run(["--dataset", "A2D", "--snapshot", str(data["ckpt"])])
+    assert no_type.returncode == 2 and "needs --testing-type" in no_type.stderr
+    # --testing-type also reaches the config form (it used to be ignored there, typos included)
+    config_typo = _run(
+        ["--config", "configs/model/tiny.yaml", "--checkpoint", str(data["ckpt"]), "--testing-type", "NUL"]
+    )
+    assert config_typo.returncode == 2 and "did you mean MUL?" in config_typo.stderr
     missing = _run(
         [
             "--dataset",
@@ -252,3 +259,27 @@ def test_ytvos_valid_writes_a_complete_submission_zip(data, tmp_path):
     missing = _run([*args, f"eval.data_root={tmp_path / 'nope'}", "--output-dir", str(tmp_path / "o2")])
     assert missing.returncode == 2 and "JPEGImages" in missing.stderr
     assert not (tmp_path / "o2" / "submission.zip").exists()
+
+
+def test_default_output_folders_are_new_and_bad_settings_exit_2(data, tmp_path):
+    """Without --output-dir every run gets its own folder under runs/eval/ (named after the split folder with
+    eval.split_dir), even two started in the same second; bad settings end with exit code 2, not a traceback."""
+    tool = os.path.abspath(TOOL[0])
+    args = [sys.executable, tool, "--config", os.path.abspath("configs/model/tiny.yaml")]
+    args += ["--checkpoint", str(data["ckpt"]), f"eval.split_dir={data['split']}", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    for _ in range(2):
+        result = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert result.returncode == 0, result.stderr
+    folders = sorted((tmp_path / "runs" / "eval").iterdir())
+    assert len(folders) == 2 and all(f.name.startswith(data["split"].name.lower() + "-") for f in folders)
+    for folder in folders:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["dataset"] is None and metrics["split"] == str(data["split"])
+    for bad, message in (
+        ("eval.max_videos=-1", "eval.max_videos must be >= 0"),
+        ("model.embed_dim=96", "must equal model.embed_dim"),
+    ):
+        result = subprocess.run([*args, bad], capture_output=True, text=True, cwd=tmp_path, env=env)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert len(list((tmp_path / "runs" / "eval").iterdir())) == 2  # failed runs leave no folder behind

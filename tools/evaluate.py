@@ -12,6 +12,7 @@ directory, and prints the table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import difflib
 import json
 import logging
@@ -37,7 +38,7 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
         return upper
     close = difflib.get_close_matches(upper, choices, n=1, cutoff=0.3)
     hint = f" (did you mean {close[0]}?)" if close else ""
-    raise SystemExit(f"error: unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
+    raise ConfigError(f"unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: config's device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. eval.max_videos=5)")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if args.checkpoint is None:
         parser.error("--checkpoint (or --snapshot) is required")
     if args.config is None and args.dataset is None:
@@ -74,14 +75,12 @@ def build_config(args: argparse.Namespace):
     if args.dataset is not None:
         dataset = _choice(args.dataset, DATASETS, "dataset")
         overrides.append(f"eval.dataset={dataset}")
-        if args.testing_type is not None:
-            overrides.append(
-                f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
-            )
-        elif dataset in KINDED_DATASETS:
-            raise SystemExit(
-                f"error: --dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)"
-            )
+        if args.testing_type is None and dataset in KINDED_DATASETS:
+            raise ConfigError(f"--dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
+    if args.testing_type is not None:  # also in the config form (same as eval.testing_type=...)
+        overrides.append(
+            f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
+        )
     if args.data_root is not None:
         overrides.append(f"eval.data_root={args.data_root}")
     if args.save_masks:
@@ -93,6 +92,25 @@ def build_config(args: argparse.Namespace):
     if cfg.eval.dataset.upper() in KINDED_DATASETS and not cfg.eval.split_dir:
         cfg.eval.testing_type = _choice(testing_type, (*TESTING_TYPES, "ALL"), "testing type")
     return cfg
+
+
+def _new_output_dir(cfg) -> Path:
+    """A folder under runs/eval/ that no other run uses: ``<dataset>-<type>-<time>`` (with ``eval.split_dir``:
+    ``<split folder name>-<time>``), created here, ``-2``, ``-3`` ... appended if taken."""
+    if cfg.eval.split_dir:
+        name = Path(cfg.eval.split_dir).resolve().name.lower()
+    else:
+        name = f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
+    base = Path("runs/eval") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ConfigError(f"cannot find a free output folder next to {base}; pass --output-dir")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         model, cfg = load_model_for_inference(
             args.checkpoint, cfg, info.device, model_from_checkpoint=args.config is None
         )
-    except CheckpointError as error:
+    except (CheckpointError, ValueError) as error:  # ValueError: an inconsistent model section
         print(f"error: {error}", file=sys.stderr)
         return 2
     if cfg.eval.dataset.upper() == "YTVOS":
@@ -121,15 +139,14 @@ def main(argv: list[str] | None = None) -> int:
         and not cfg.eval.split_dir
         else [cfg.eval.testing_type]
     )
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = (
-        args.output_dir
-        or Path("runs/eval") / f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}-{stamp}"
-    )
-    output_dir = Path(distributed.broadcast_object(str(output_dir)))
     results, summary = {}, {}
+    created = None  # the default output folder, once this run has made it
     try:
         split_dirs = {t: split_dir_from_config(cfg, t) for t in splits}  # every folder found before the first
+        output_dir = args.output_dir
+        if output_dir is None and info.is_main:
+            output_dir = created = _new_output_dir(cfg)
+        output_dir = Path(distributed.broadcast_object(str(output_dir)))
         for testing_type in splits:
             split = LayoutSplit.open(split_dirs[testing_type])
             split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
@@ -153,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                 payload = dict(result.metrics)
                 payload.update(
                     checkpoint=str(args.checkpoint),
-                    dataset=cfg.eval.dataset,
+                    dataset=None if cfg.eval.split_dir else cfg.eval.dataset,  # split_dir: any split
                     split=testing_type if not cfg.eval.split_dir else str(split.root),
                     frames_processed=result.frames_processed,
                     vision_encoder_passes=result.vision_passes,
@@ -164,8 +181,11 @@ def main(argv: list[str] | None = None) -> int:
                 (split_out / "metrics.md").write_text(markdown_table({name: result.metrics}))
                 write_per_frame_csv(result.records, split_out / "per_frame.csv")
                 summary[name] = payload
-    except (LayoutError, ValueError) as error:
+    except (LayoutError, ValueError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
+        if created is not None:
+            with contextlib.suppress(OSError):  # only if still empty
+                created.rmdir()
         distributed.cleanup()
         return 2
     if info.is_main:

@@ -99,6 +99,11 @@ class FramePrefetcher:
         self.thread.join(timeout=5)
 
 
+def _check_max_videos(max_videos: int | None) -> None:
+    if max_videos is not None and max_videos < 0:
+        raise ValueError(f"eval.max_videos must be >= 0 (0: all videos), got {max_videos}")
+
+
 def frames_to_process(samples: list, truncate: bool = True) -> list[str]:
     """The video's frames in order, up to the last labelled frame of any expression when ``truncate``."""
     frames = sorted(set().union(*(s.frames for s in samples)))
@@ -219,6 +224,7 @@ def evaluate_layout_split(
     """
     if videos_per_batch < 1:
         raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
+    _check_max_videos(max_videos)
     start_time = time.perf_counter()
     model.eval()
     videos = list(split.videos().items())
@@ -346,6 +352,7 @@ def write_ytvos_submission(
     from locater.data.frames import encode_png
     from locater.data.ytvos import SubmissionWriter
 
+    _check_max_videos(max_videos)
     start_time = time.perf_counter()
     model.eval()
     videos = list(split.videos().items())
