@@ -81,8 +81,24 @@ def bar_chart(results: dict, path: Path, metric: str = "mean_iou") -> Path:
     return path
 
 
+def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``mask`` (bool) resized to ``size`` = (H, W) by nearest neighbour when the sizes differ."""
+    if mask.shape == tuple(size):
+        return mask
+    image = Image.fromarray(mask.astype(np.uint8) * 255).resize((size[1], size[0]), Image.NEAREST)
+    return np.asarray(image) > 127
+
+
+def mask_outline(mask: np.ndarray) -> np.ndarray:
+    """``H x W`` bool: the pixels of ``mask`` with a 4-neighbour outside it (or on the frame border)."""
+    padded = np.pad(mask, 1, constant_values=False)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    return mask & ~interior
+
+
 def overlay_gif(split_dir: Path, masks_dir: Path, out: Path, videos: int) -> list[Path]:
-    """GIFs of the first ``videos`` videos: predicted mask of the first expression in magenta."""
+    """GIFs of the first ``videos`` videos, first expression: the predicted mask in magenta, and on labelled frames
+    the ground truth's outline in green."""
     split = LayoutSplit.open(split_dir)
     written = []
     for video, samples in list(split.videos().items())[:videos]:
@@ -92,8 +108,11 @@ def overlay_gif(split_dir: Path, masks_dir: Path, out: Path, videos: int) -> lis
             rgb = split.load_frame(video, frame).astype(np.float32)
             mask_path = masks_dir / video / sample.expression / f"{frame}.png"
             if mask_path.is_file():
-                mask = np.asarray(Image.open(mask_path)) > 127
+                mask = fit_mask(np.asarray(Image.open(mask_path)) > 127, rgb.shape[:2])
                 rgb[mask] = 0.45 * rgb[mask] + 0.55 * np.array([255, 0, 255])
+            if frame in sample.labels:
+                truth = fit_mask(split.load_mask(video, sample.expression, frame) > 0, rgb.shape[:2])
+                rgb[mask_outline(truth)] = (40, 255, 40)
             image = Image.fromarray(rgb.astype(np.uint8)).resize(
                 (rgb.shape[1] * 3, rgb.shape[0] * 3), Image.NEAREST
             )

@@ -84,3 +84,36 @@ def test_ablate_grid_trains_evaluates_and_compares(tmp_path):
     assert len(rows) == 3 and rows[1].startswith("full") and rows[2].startswith("no_local_memory")
     assert (tmp_path / "ablate/ablation.png").stat().st_size > 1000
     assert "mean_iou" in (tmp_path / "ablate/ablation.md").read_text().lower().replace(" ", "_")
+
+
+def test_overlay_gifs_outline_the_ground_truth_on_labelled_frames(tmp_path):
+    """quickstart_report's GIFs: the prediction in magenta, the ground truth's outline in green where labelled."""
+    import importlib.util
+
+    import numpy as np
+    from PIL import Image
+
+    from locater.data.layout import LayoutSplit
+    from locater.data.synthetic import write_split
+
+    spec = importlib.util.spec_from_file_location("quickstart_report", "scripts/quickstart_report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    square = np.zeros((6, 6), bool)
+    square[1:5, 1:5] = True
+    assert report.mask_outline(square).sum() == 12 and not report.mask_outline(square)[2:4, 2:4].any()
+
+    split_dir = write_split(tmp_path, "NORM", 1, seed=0, size=64)
+    sample = next(iter(LayoutSplit.open(split_dir).videos().values()))[0]
+    predicted = tmp_path / "masks" / sample.video / sample.expression
+    predicted.mkdir(parents=True)
+    for frame in sample.frames:  # a full-frame prediction: every pixel tinted magenta
+        Image.fromarray(np.full((64, 64), 255, np.uint8)).save(predicted / f"{frame}.png")
+    (gif,) = report.overlay_gif(split_dir, tmp_path / "masks", tmp_path, 1)
+    image = Image.open(gif)
+    for index, frame in enumerate(sample.frames):
+        image.seek(index)
+        rgb = np.asarray(image.convert("RGB")).astype(int)
+        green = (rgb[..., 1] > 200) & (rgb[..., 0] < 100) & (rgb[..., 2] < 100)
+        assert green.any() == (frame in sample.labels), frame
+        assert (rgb[..., 0] > rgb[..., 1])[~green].mean() > 0.9  # the magenta tint elsewhere

@@ -15,7 +15,9 @@ import argparse
 import copy
 import multiprocessing as mp
 import os
+import shlex
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -262,7 +264,8 @@ def main(argv: list[str] | None = None) -> str:
     tokens = (section["image_size"] // section["patch_size"]) ** 2
     plot_link = Path(os.path.relpath(args.plot.resolve(), args.out.resolve().parent)).as_posix()
     plot_note = f"\n\n![scaling]({plot_link})\n" if not args.no_write else ""
-    command = "python tools/benchmark.py --scaling" + (f" --device {args.device}" if gpu else "")
+    given = sys.argv[2:] if argv is None else argv  # the options as typed (tools/benchmark.py --scaling ...)
+    command = "python tools/benchmark.py --scaling" + "".join(f" {shlex.quote(a)}" for a in given)
     markdown = (
         f"## Scaling with video length ({'GPU' if gpu else 'CPU'})\n\n"
         f"Command: `{command}`  \nMachine: {machine_description()}  \nDate: {time.strftime('%Y-%m-%d')}.\n\n"
