@@ -19,12 +19,14 @@ fi
 OUT=${QUICKSTART_OUT:-runs/quickstart}
 DATA=${QUICKSTART_DATA:-datasets/synthetic}
 MINUTES=${QUICKSTART_MINUTES:-11}                    # training in all
-APPEARANCE=${QUICKSTART_APPEARANCE_MINUTES:-7.5}     # of which the first stage
+APPEARANCE=${QUICKSTART_APPEARANCE_MINUTES:-6}       # of which the first stage
+export VISION_MINUTES=${QUICKSTART_VISION_MINUTES:-1.5}  # and before it, pre-training the vision encoder
 EXTRA=()
 NUM_TEST=50
 if [ -n "${QUICKSTART_SMOKE:-}" ]; then
     MINUTES=0.4
     APPEARANCE=0.2
+    export VISION_MINUTES=0.1 VISION_STEPS=2
     NUM_TEST=2
     EXTRA=(train.max_steps=3 train.batch_size=2 train.data.samples_per_epoch=8 train.log_every=1)
 fi

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # The synthetic training curriculum of scripts/quickstart.sh and scripts/memory_experiment.sh, in one place.
-# Both stages use configs/synthetic/train.yaml; the time budget alone ends each stage (the step cap is lifted):
+#   0. VISION_MINUTES (default 1.5) pre-training the vision encoder on patch labels (scripts/pretrain_vision.py,
+#      the small model's stand-in for the ImageNet ViT of the released model)      -> OUT/vision/vit.pth
+# then two stages of configs/synthetic/train.yaml, the vision encoder at VISION_LR_SCALE (default 0.1) of the
+# learning rate; the time budget alone ends each stage (the step cap is lifted):
 #   1. FIRST_MINUTES on one-frame clips of NORM and MUL videos (the appearance words), with a one-frame global
-#      memory (half the cost of a clip)                                           -> OUT/appearance/
+#      memory (half the cost of a clip), from the pre-trained encoder                 -> OUT/appearance/
 #   2. the rest of TOTAL_MINUTES on 3-frame clips of the four kinds in MIX through the memory, from the weights of
-#      stage 1                                                                     -> OUT/
-# Extra key=value overrides reach both stages (an ablation, a smaller batch for smoke runs).
+#      stage 1                                                                         -> OUT/
+# TOTAL_MINUTES includes stage 0. VISION_MINUTES=0 skips it (the encoder then learns from scratch at the full
+# rate, as before 2026-11-29). Extra key=value overrides reach stages 1 and 2 (an ablation, a smaller batch).
 #   bash scripts/train_two_stages.sh OUT TOTAL_MINUTES FIRST_MINUTES MIX [key=value ...]
-#   bash scripts/train_two_stages.sh runs/x 11 7.5 '[2.0,2.0,1.0,1.0]' model.local_memory.size=0
+#   bash scripts/train_two_stages.sh runs/x 11 6 '[2.0,2.0,1.0,1.0]' model.local_memory.size=0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 4 ]; then
@@ -19,10 +23,21 @@ TOTAL=$2
 FIRST=$3
 MIX=$4
 shift 4
-REST=$(python -c "print(max(float('$TOTAL') - float('$FIRST'), 0.1))")
+VISION=${VISION_MINUTES:-1.5}
+SCALE=${VISION_LR_SCALE:-0.1}
+REST=$(python -c "print(max(float('$TOTAL') - float('$FIRST') - float('$VISION'), 0.1))")
+ENCODER=()
+if python -c "import sys; sys.exit(0 if float('$VISION') > 0 else 1)"; then
+    python scripts/pretrain_vision.py --config configs/synthetic/model.yaml --out "$OUT/vision/vit.pth" \
+        --minutes "$VISION" ${VISION_STEPS:+--max-steps "$VISION_STEPS"} --no-progress
+    ENCODER=(train.optimizer.vision_lr_scale="$SCALE")
+    FROM=(pretrained.vit="$OUT/vision/vit.pth")
+else
+    FROM=()
+fi
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/appearance" \
     train.max_minutes="$FIRST" train.clip_length=1 "train.data.synthetic_mix=[1.0,1.0,0.0,0.0]" \
-    model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "$@"
+    model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@"
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$REST" \
     pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-    "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "$@"
+    "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@"

@@ -36,6 +36,11 @@ def test_quickstart_smoke(tmp_path):
     assert sorted(p.suffix for p in out.glob("*.gif")) and (out / "full/checkpoints/last.pt").is_file()
     first = (out / "full/appearance/config.yaml").read_text()
     assert "clip_length: 1" in first and "num_frames: 1" in first  # one-frame clips, one-frame global memory
+    # stage 0 pre-trained the vision encoder; stages 1 and 2 start from it at a tenth of the learning rate
+    assert (out / "full/vision/vit.pth").is_file() and "full/vision/vit.pth" in first
+    assert (
+        "vision_lr_scale: 0.1" in first and "vision_lr_scale: 0.1" in (out / "full/config.yaml").read_text()
+    )
     assert "full/appearance/checkpoints/last.pt" in (out / "full/config.yaml").read_text()
 
 

@@ -115,7 +115,7 @@ def _choice(rng: np.random.Generator, options: Sequence[str]) -> str:
     return str(options[int(rng.integers(len(options)))])
 
 
-def _random_object(
+def random_object(
     rng: np.random.Generator,
     frame_size: int,
     num_frames: int,
@@ -150,7 +150,7 @@ def _others(
     """``count`` random distractors, none with the ``(shape, colour)`` pair ``avoid``."""
     others = []
     while len(others) < count:
-        obj = _random_object(rng, frame_size, num_frames)
+        obj = random_object(rng, frame_size, num_frames)
         if (obj.shape, obj.colour) != avoid:
             others.append(obj)
     return others
@@ -159,16 +159,16 @@ def _others(
 def _norm_scene(
     rng: np.random.Generator, frame_size: int, num_frames: int
 ) -> tuple[list[SceneObject], list[Query]]:
-    target = _random_object(rng, frame_size, num_frames)
+    target = random_object(rng, frame_size, num_frames)
     unique = _choice(rng, ("shape", "colour"))
     others = []
     for _ in range(int(rng.integers(1, 5))):
         if unique == "shape":
             shape = _choice(rng, [s for s in SHAPES if s != target.shape])
-            others.append(_random_object(rng, frame_size, num_frames, shape=shape))
+            others.append(random_object(rng, frame_size, num_frames, shape=shape))
         else:
             colour = _choice(rng, [c for c in COLOURS if c != target.colour])
-            others.append(_random_object(rng, frame_size, num_frames, colour=colour))
+            others.append(random_object(rng, frame_size, num_frames, colour=colour))
     options = [Query(shape=target.shape, colour=target.colour)]
     if all(o.shape != target.shape for o in others):
         options.append(Query(shape=target.shape))
@@ -180,15 +180,15 @@ def _norm_scene(
 def _mul_scene(
     rng: np.random.Generator, frame_size: int, num_frames: int
 ) -> tuple[list[SceneObject], list[Query]]:
-    target = _random_object(rng, frame_size, num_frames)
+    target = random_object(rng, frame_size, num_frames)
     if rng.random() < 0.7:  # the twin differs in colour (and maybe size), else in size only
         twin_colour = _choice(rng, [c for c in COLOURS if c != target.colour])
         twin_size = _choice(rng, SIZES)
     else:
         twin_colour = target.colour
         twin_size = "big" if target.size == "small" else "small"
-    twin = _random_object(rng, frame_size, num_frames, target.shape, twin_colour, twin_size)
-    others = [_random_object(rng, frame_size, num_frames) for _ in range(int(rng.integers(0, 4)))]
+    twin = random_object(rng, frame_size, num_frames, target.shape, twin_colour, twin_size)
+    others = [random_object(rng, frame_size, num_frames) for _ in range(int(rng.integers(0, 4)))]
     query = Query(shape=target.shape)
     if twin.colour != target.colour:
         query.colour = target.colour
