@@ -106,8 +106,7 @@ class VideoFileReader:
 
     def _decode_at(self, capture: cv2.VideoCapture, index: int) -> np.ndarray:
         self._check_index(index)
-        if index or capture.get(cv2.CAP_PROP_POS_FRAMES):  # no seek on a fresh capture (one-frame files)
-            capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, bgr = capture.read()
         if not ok or bgr is None:
             raise VideoError(f"{self.path}: cannot decode frame {index}")

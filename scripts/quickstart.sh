@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Quickstart on the embedded synthetic benchmark (CPU, no download): install, generate data, train the small
 # model, evaluate NORM / MUL / SPAT / TEMP, print the table. Outputs in runs/quickstart/.
-# Training has two stages (scripts/train_two_stages.sh, both with configs/synthetic/train.yaml): first the
-# appearance words on one-frame clips of NORM and MUL videos (a global memory of one frame, which halves the cost
-# of a clip), then the full recipe (3-frame clips through the memory, all four kinds, 2:2:1:1) from those weights.
-#   bash scripts/quickstart.sh                                   # 7.5 + 3.5 minutes of training
-#   QUICKSTART_MINUTES=20 QUICKSTART_APPEARANCE_MINUTES=12 bash scripts/quickstart.sh
+# Training follows scripts/train_two_stages.sh: stage 0 pre-trains the vision encoder on patch labels, then
+# configs/synthetic/train.yaml learns the appearance words on one-frame clips of NORM and MUL videos (a global
+# memory of one frame, which halves the cost of a clip), then the full recipe (3-frame clips through the memory,
+# all four kinds, 2:2:1:1) from those weights.
+#   bash scripts/quickstart.sh                                   # 1.5 + 6 + 3.5 minutes of training
+#   QUICKSTART_MINUTES=20 QUICKSTART_APPEARANCE_MINUTES=12 QUICKSTART_VISION_MINUTES=2 bash scripts/quickstart.sh
 #   QUICKSTART_SMOKE=1 bash scripts/quickstart.sh                # a few steps and videos (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
