@@ -94,13 +94,9 @@ def build_config(args: argparse.Namespace):
     return cfg
 
 
-def _new_output_dir(cfg) -> Path:
-    """A folder under runs/eval/ that no other run uses: ``<dataset>-<type>-<time>`` (with ``eval.split_dir``:
-    ``<split folder name>-<time>``), created here, ``-2``, ``-3`` ... appended if taken."""
-    if cfg.eval.split_dir:
-        name = Path(cfg.eval.split_dir).resolve().name.lower()
-    else:
-        name = f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
+def _new_output_dir(name: str) -> Path:
+    """A folder ``runs/eval/<name>-<time>`` that no other run uses, created here (``-2``, ``-3`` ... appended if
+    taken)."""
     base = Path("runs/eval") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     base.parent.mkdir(parents=True, exist_ok=True)
     for attempt in range(1, 1000):
@@ -111,6 +107,19 @@ def _new_output_dir(cfg) -> Path:
             continue
         return candidate
     raise ConfigError(f"cannot find a free output folder next to {base}; pass --output-dir")
+
+
+def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path | None]:
+    """``--output-dir``, or a new folder from :func:`_new_output_dir` made by rank 0; every rank gets the same path.
+    Also returns the folder when this process created it (to remove again if the run fails before writing)."""
+    created = _new_output_dir(name) if args.output_dir is None and info.is_main else None
+    return Path(distributed.broadcast_object(str(args.output_dir or created))), created
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    if folder is not None:
+        with contextlib.suppress(OSError):  # rmdir removes only an empty folder
+            folder.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -143,10 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     created = None  # the default output folder, once this run has made it
     try:
         split_dirs = {t: split_dir_from_config(cfg, t) for t in splits}  # every folder found before the first
-        output_dir = args.output_dir
-        if output_dir is None and info.is_main:
-            output_dir = created = _new_output_dir(cfg)
-        output_dir = Path(distributed.broadcast_object(str(output_dir)))
+        name = (
+            Path(cfg.eval.split_dir).resolve().name.lower()
+            if cfg.eval.split_dir
+            else f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
+        )
+        output_dir, created = _output_dir(args, info, name)
         for testing_type in splits:
             split = LayoutSplit.open(split_dirs[testing_type])
             split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
@@ -183,9 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 summary[name] = payload
     except (LayoutError, ValueError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
-        if created is not None:
-            with contextlib.suppress(OSError):  # only if still empty
-                created.rmdir()
+        _remove_if_empty(created)
         distributed.cleanup()
         return 2
     if info.is_main:
@@ -203,12 +212,10 @@ def main(argv: list[str] | None = None) -> int:
 def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
     """Ref-YouTube-VOS valid: masks of every listed frame into <output_dir>/submission.zip (no metrics: the
     valid masks are not public; upload the zip to the challenge server)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    output_dir = Path(
-        distributed.broadcast_object(str(args.output_dir or Path("runs/eval") / f"ytvos-{stamp}"))
-    )
+    created = None
     try:
         split = YTVOSSplit.open(cfg.eval.data_root, "valid")
+        output_dir, created = _output_dir(args, info, "ytvos-valid")
         result = write_ytvos_submission(
             model,
             split,
@@ -221,6 +228,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
         )
     except (YTVOSError, LayoutError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
+        _remove_if_empty(created)
         distributed.cleanup()
         return 2
     if info.is_main:
