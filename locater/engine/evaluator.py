@@ -99,9 +99,19 @@ class FramePrefetcher:
         self.thread.join(timeout=5)
 
 
-def _check_max_videos(max_videos: int | None) -> None:
+def _first_videos(split, max_videos: int | None, what: str = "split") -> list[tuple[str, list]]:
+    """The split's ``(video, samples)`` in order, the first ``max_videos`` of them (``None`` or 0: all).
+
+    Raises ValueError for a negative ``max_videos`` and LayoutError when nothing is left to evaluate.
+    """
     if max_videos is not None and max_videos < 0:
         raise ValueError(f"eval.max_videos must be >= 0 (0: all videos), got {max_videos}")
+    videos = list(split.videos().items())
+    if max_videos:
+        videos = videos[:max_videos]
+    if not videos:
+        raise LayoutError(f"{split.root}: the {what} holds no expression")
+    return videos
 
 
 def frames_to_process(samples: list, truncate: bool = True) -> list[str]:
@@ -224,14 +234,9 @@ def evaluate_layout_split(
     """
     if videos_per_batch < 1:
         raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
-    _check_max_videos(max_videos)
+    videos = _first_videos(split, max_videos)
     start_time = time.perf_counter()
     model.eval()
-    videos = list(split.videos().items())
-    if max_videos:
-        videos = videos[:max_videos]
-    if not videos:
-        raise LayoutError(f"{split.root}: the split holds no expression")
     rank, world = distributed.get_rank(), distributed.get_world_size()
     plans = [_VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
     mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
@@ -352,14 +357,9 @@ def write_ytvos_submission(
     from locater.data.frames import encode_png
     from locater.data.ytvos import SubmissionWriter
 
-    _check_max_videos(max_videos)
+    videos = _first_videos(split, max_videos, f"{split.split} split")
     start_time = time.perf_counter()
     model.eval()
-    videos = list(split.videos().items())
-    if max_videos:
-        videos = videos[:max_videos]
-    if not videos:
-        raise LayoutError(f"{split.root}: the {split.split} split holds no expression")
     rank, world = distributed.get_rank(), distributed.get_world_size()
     plans = [
         _VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
