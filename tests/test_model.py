@@ -291,3 +291,44 @@ def test_decoder_image_skip_feeds_the_frame_at_every_upsampled_scale():
     assert logits.shape == (1, 3, 1, *model.image_size)
     with pytest.raises(ValueError, match="image_skip"):
         decoder(features, queries, model.grid_size)
+
+
+def test_decoder_refine_adds_a_per_pixel_layer_at_full_resolution():
+    """model.decoder_refine=R (0 by default, so the released keys are unchanged): before the last convolution, a
+    1x1 convolution of [upsampled features ; frame] to R channels and a ReLU, which the last convolution reads."""
+    assert locater.build_model("configs/model/tiny.yaml").mask_decoder.refine is None
+    assert not any("refine" in key for key in locater.build_model("configs/model/tiny.yaml").state_dict())
+    torch.manual_seed(0)
+    cfg = locater.load_config(
+        "configs/model/tiny.yaml",
+        ["model.decoder_image_skip=true", "model.decoder_activation=relu", "model.decoder_refine=5"],
+    )
+    model = locater.build_model(cfg).eval()
+    decoder = model.mask_decoder
+    convs, width = decoder.convs, decoder.convs[0].out_channels
+    assert decoder.refine.in_channels == width + 3 and decoder.refine.out_channels == 5
+    assert decoder.refine.kernel_size == (1, 1)
+    assert convs[-1].in_channels == 5 + 3 and convs[-2].out_channels == width
+    features, queries = torch.randn(3, 16, 64), torch.randn(3, 4, 64)
+    image = torch.randn(2, 3, *model.image_size)
+    image_index = torch.tensor([0, 1, 1])  # two expressions of the second frame
+    with torch.no_grad():
+        out = decoder(features, queries, model.grid_size, image, image_index)
+        h = decoder.feature_proj(features).view(3, 16, 4, 16).transpose(1, 2)
+        q = decoder.query_proj(queries).view(3, 4, 4, 16).transpose(1, 2)
+        maps = (q @ h.transpose(-1, -2)) * decoder.scale
+        x = torch.cat([features.transpose(1, 2), maps.reshape(3, -1, 16)], 1).reshape(3, -1, *model.grid_size)
+        x = convs[0](x)
+        frames = image[image_index]
+        for index, conv in enumerate(convs[1:], start=1):
+            x = torch.nn.functional.interpolate(
+                torch.relu(x), scale_factor=2.0, mode="bilinear", align_corners=False
+            )
+            pooled = torch.nn.functional.avg_pool2d(frames, frames.shape[-1] // x.shape[-1])
+            if index == len(convs) - 1:
+                x = torch.relu(decoder.refine(torch.cat([x, pooled], 1)))
+            x = conv(torch.cat([x, pooled], 1))
+        assert torch.allclose(out, x, atol=1e-5)
+    assert out.shape == (3, 1, *model.image_size)
+    with pytest.raises(ValueError, match="refine"):
+        locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.decoder_refine=-1"]))

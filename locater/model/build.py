@@ -99,6 +99,7 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
             m.decoder_width,
             m.decoder_activation,
             m.decoder_image_skip,
+            m.decoder_refine,
         ),
         aux_heads=aux_heads,
         num_global_frames=m.global_memory.num_frames,

@@ -23,6 +23,11 @@ class MaskDecoder(nn.Module):
         image_skip: also feed the input frame, average-pooled to each upsampled scale, to every convolution after
             an upsampling (3 more input channels each; not the released decoder, whose masks come from the token
             grid alone). Then :meth:`forward` needs ``image``.
+        refine: ``R > 0`` adds a per-pixel layer at the output resolution before the last convolution: a 1x1
+            convolution of the upsampled features (and the frame, with ``image_skip``) to ``R`` channels and a ReLU
+            (the last convolution then reads ``R`` channels). Without it the output is a linear function of the
+            upsampled features and the frame's pixels; with it the mask can follow a non-linear test of each
+            pixel (its colour) at full resolution. Not in the released decoder (0).
     """
 
     def __init__(
@@ -33,6 +38,7 @@ class MaskDecoder(nn.Module):
         width: int = 0,
         activation: str = "none",
         image_skip: bool = False,
+        refine: int = 0,
     ) -> None:
         super().__init__()
         if activation not in ("none", "relu"):
@@ -45,11 +51,19 @@ class MaskDecoder(nn.Module):
         width = width or in_channels // 4
         self.image_skip = bool(image_skip)
         skip = 3 if self.image_skip else 0
+        if refine < 0:
+            raise ValueError(f"decoder refine must be >= 0, got {refine}")
+        if refine and num_upsamples < 1:
+            raise ValueError("decoder refine needs at least one upsampling")
         channels = [in_channels] + [width] * num_upsamples + [1]
+        inputs = channels[:-1]
+        if refine:
+            inputs[-1] = refine  # the last convolution reads the refined channels
         self.convs = nn.ModuleList(
             nn.Conv2d(c_in + (skip if index else 0), c_out, kernel_size=3, padding=1)
-            for index, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:]))
+            for index, (c_in, c_out) in enumerate(zip(inputs, channels[1:]))
         )
+        self.refine = nn.Conv2d(width + skip, refine, kernel_size=1) if refine else None
         self.scale = (dim // num_heads) ** -0.5
 
     def forward(
@@ -88,21 +102,33 @@ class MaskDecoder(nn.Module):
                 raise ValueError("this decoder has image_skip: pass the frame as image")
             image = image.contiguous(memory_format=torch.channels_last)
         x = self.convs[0](x)
-        for conv in self.convs[1:]:
+        last = len(self.convs) - 1
+        for index, conv in enumerate(self.convs[1:], start=1):
             if self.activation == "relu":
                 x = F.relu(x)
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-            if self.image_skip:
-                # conv([x ; pooled frame]) as the sum of its two parts: no concatenation, and the frame's part
-                # once per frame rather than once per expression
-                width = x.shape[1]
-                pooled = F.adaptive_avg_pool2d(image, x.shape[-2:])
-                skip = F.conv2d(pooled, conv.weight[:, width:], None, padding=1)
-                x = F.conv2d(x, conv.weight[:, :width], conv.bias, padding=1)
-                x = x + (skip if image_index is None else skip[image_index])
-            else:
-                x = conv(x)
+            pooled = F.adaptive_avg_pool2d(image, x.shape[-2:]) if self.image_skip else None
+            if index == last and self.refine is not None:
+                x = F.relu(self._conv_with_frame(self.refine, x, pooled, image_index, padding=0))
+            x = self._conv_with_frame(conv, x, pooled, image_index, padding=1)
         return x.contiguous()
+
+    @staticmethod
+    def _conv_with_frame(
+        conv: nn.Conv2d,
+        x: torch.Tensor,
+        pooled: torch.Tensor | None,
+        image_index: torch.Tensor | None,
+        padding: int,
+    ) -> torch.Tensor:
+        """``conv([x ; pooled frame])`` (just ``conv(x)`` without a frame), as the sum of its two parts: no
+        concatenation, and the frame's part once per frame rather than once per expression."""
+        if pooled is None:
+            return conv(x)
+        width = x.shape[1]
+        skip = F.conv2d(pooled, conv.weight[:, width:], None, padding=padding)
+        x = F.conv2d(x, conv.weight[:, :width], conv.bias, padding=padding)
+        return x + (skip if image_index is None else skip[image_index])
 
 
 class AuxiliaryHead(nn.Module):
