@@ -8,6 +8,8 @@
 #      memory (half the cost of a clip), from the pre-trained encoder                 -> OUT/appearance/
 #   2. the rest of TOTAL_MINUTES on 3-frame clips of the four kinds in MIX through the memory, from the weights of
 #      stage 1                                                                         -> OUT/
+# FIRST_MIX (default [1,1,0,0]) is stage 1's share of NORM/MUL/SPAT/TEMP videos (SPAT is a one-frame task too).
+# Overrides of model.* also reach stage 0 (the encoder it pre-trains must be the one stages 1-2 build).
 # TOTAL_MINUTES includes stage 0. VISION_MINUTES=0 skips it (the encoder then learns from scratch at the full
 # rate, as before 2026-11-29). Extra key=value overrides reach stages 1 and 2 (an ablation, a smaller batch).
 #   bash scripts/train_two_stages.sh OUT TOTAL_MINUTES FIRST_MINUTES MIX [key=value ...]
@@ -25,18 +27,23 @@ MIX=$4
 shift 4
 VISION=${VISION_MINUTES:-1.5}
 SCALE=${VISION_LR_SCALE:-0.1}
+FIRST_MIX=${FIRST_MIX:-[1.0,1.0,0.0,0.0]}
 REST=$(python -c "print(max(float('$TOTAL') - float('$FIRST') - float('$VISION'), 0.1))")
 ENCODER=()
+MODEL_OVERRIDES=()  # model.* overrides shape the encoder that stage 0 pre-trains as well (model.vision.depth=4)
+for arg in "$@"; do
+    if [[ $arg == model.* ]]; then MODEL_OVERRIDES+=("$arg"); fi
+done
 if python -c "import sys; sys.exit(0 if float('$VISION') > 0 else 1)"; then
     python scripts/pretrain_vision.py --config configs/synthetic/model.yaml --out "$OUT/vision/vit.pth" \
-        --minutes "$VISION" ${VISION_STEPS:+--max-steps "$VISION_STEPS"} --no-progress
+        --minutes "$VISION" ${VISION_STEPS:+--max-steps "$VISION_STEPS"} --no-progress "${MODEL_OVERRIDES[@]}"
     ENCODER=(train.optimizer.vision_lr_scale="$SCALE")
     FROM=(pretrained.vit="$OUT/vision/vit.pth")
 else
     FROM=()
 fi
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/appearance" \
-    train.max_minutes="$FIRST" train.clip_length=1 "train.data.synthetic_mix=[1.0,1.0,0.0,0.0]" \
+    train.max_minutes="$FIRST" train.clip_length=1 "train.data.synthetic_mix=$FIRST_MIX" \
     model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@"
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$REST" \
     pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \

@@ -122,3 +122,26 @@ def test_overlay_gifs_outline_the_ground_truth_on_labelled_frames(tmp_path):
         green = (rgb[..., 1] > 200) & (rgb[..., 0] < 100) & (rgb[..., 2] < 100)
         assert green.any() == (frame in sample.labels), frame
         assert (rgb[..., 0] > rgb[..., 1])[~green].mean() > 0.9  # the magenta tint elsewhere
+
+
+def test_train_two_stages_passes_model_overrides_to_stage_0_and_takes_the_first_mix(tmp_path):
+    """A model.* override reshapes the encoder that stage 0 pre-trains (a one-block ViT here; before, stage 0 built
+    the two-block encoder of the config and stage 1 could not load it); FIRST_MIX sets stage 1's share of kinds."""
+    import torch
+
+    out = tmp_path / "run"
+    env = _env(VISION_MINUTES="0.05", VISION_STEPS="2", FIRST_MIX="[1.0,1.0,1.0,0.0]")
+    args = ["bash", "scripts/train_two_stages.sh", str(out), "0.3", "0.1", "[1.0,1.0,1.0,1.0]"]
+    args += [
+        "model.vision.depth=1",
+        "train.max_steps=2",
+        "train.batch_size=2",
+        "train.data.samples_per_epoch=4",
+    ]
+    result = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    blocks = {key.split(".")[1] for key in torch.load(out / "vision/vit.pth") if key.startswith("blocks.")}
+    assert blocks == {"0"}
+    first = (out / "appearance/config.yaml").read_text()
+    assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 0.0" in first and "depth: 1" in first
+    assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0" in (out / "config.yaml").read_text()
