@@ -106,10 +106,20 @@ class MaskDecoder(nn.Module):
         for index, conv in enumerate(self.convs[1:], start=1):
             if self.activation == "relu":
                 x = F.relu(x)
+            refining = index == last and self.refine is not None
+            width = x.shape[1]
+            if refining:
+                # the refinement's 1x1 convolution of the features (and its bias) commutes with the bilinear
+                # upsampling (both linear; the interpolation weights sum to 1): applied before it, on a quarter of
+                # the pixels
+                x = F.conv2d(x, self.refine.weight[:, :width], self.refine.bias)
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             pooled = F.adaptive_avg_pool2d(image, x.shape[-2:]) if self.image_skip else None
-            if index == last and self.refine is not None:
-                x = F.relu(self._conv_with_frame(self.refine, x, pooled, image_index, padding=0))
+            if refining:
+                if pooled is not None:
+                    frame_part = F.conv2d(pooled, self.refine.weight[:, width:])
+                    x.add_(frame_part if image_index is None else frame_part[image_index])
+                x = F.relu_(x)
             x = self._conv_with_frame(conv, x, pooled, image_index, padding=1)
         return x.contiguous()
 
