@@ -107,11 +107,11 @@ class MaskDecoder(nn.Module):
             if self.activation == "relu":
                 x = F.relu(x)
             refining = index == last and self.refine is not None
-            width = x.shape[1]
             if refining:
                 # the refinement's 1x1 convolution of the features (and its bias) commutes with the bilinear
                 # upsampling (both linear; the interpolation weights sum to 1): applied before it, on a quarter of
                 # the pixels
+                width = x.shape[1]
                 x = F.conv2d(x, self.refine.weight[:, :width], self.refine.bias)
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
             pooled = F.adaptive_avg_pool2d(image, x.shape[-2:]) if self.image_skip else None
@@ -120,7 +120,7 @@ class MaskDecoder(nn.Module):
                     frame_part = F.conv2d(pooled, self.refine.weight[:, width:])
                     x.add_(frame_part if image_index is None else frame_part[image_index])
                 x = F.relu_(x)
-            x = self._conv_with_frame(conv, x, pooled, image_index, padding=1)
+            x = self._conv_with_frame(conv, x, pooled, image_index)
         return x.contiguous()
 
     @staticmethod
@@ -129,15 +129,14 @@ class MaskDecoder(nn.Module):
         x: torch.Tensor,
         pooled: torch.Tensor | None,
         image_index: torch.Tensor | None,
-        padding: int,
     ) -> torch.Tensor:
         """``conv([x ; pooled frame])`` (just ``conv(x)`` without a frame), as the sum of its two parts: no
         concatenation, and the frame's part once per frame rather than once per expression."""
         if pooled is None:
             return conv(x)
         width = x.shape[1]
-        skip = F.conv2d(pooled, conv.weight[:, width:], None, padding=padding)
-        x = F.conv2d(x, conv.weight[:, :width], conv.bias, padding=padding)
+        skip = F.conv2d(pooled, conv.weight[:, width:], None, padding=conv.padding)
+        x = F.conv2d(x, conv.weight[:, :width], conv.bias, padding=conv.padding)
         return x + (skip if image_index is None else skip[image_index])
 
 
