@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     info = distributed.init_distributed(cfg.device)
-    retain_freed_memory()  # batched CPU evaluation spent a quarter of its time faulting in fresh pages
+    retain_freed_memory()  # batched CPU evaluation spent a fifth to a quarter of its time faulting in pages
     try:
         # the official form has no model config: the checkpoint's own (ours) or the released defaults (official)
         model, cfg = load_model_for_inference(

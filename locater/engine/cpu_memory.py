@@ -3,12 +3,13 @@
 PyTorch's CPU allocator hands every tensor to ``malloc``. glibc serves large blocks with fresh ``mmap`` pages, or
 returns freed memory at the top of its heap to the system, so the next tensor of that size touches new pages: each
 page costs a fault and zero-filling. With the batched evaluation of several videos (16 rows of 64-channel maps
-at the output resolution) this was a quarter of the wall time on the 2-core CPU: one synthetic evaluation took
+at the output resolution) this was a fifth to a quarter of the wall time on the 2-core CPU: one synthetic evaluation took
 about 279 000 page faults and 0.7 s of system time; with freed memory kept, 128 faults (docs/benchmarks.md).
 
 :func:`retain_freed_memory` raises glibc's mmap threshold to its maximum (32 MiB on 64-bit; larger blocks are
 still mapped) and turns off trimming. The cost: the process keeps its peak heap size until it exits, which
-suits the tools (evaluation, training, the demo) that run one job and stop.
+suits a tool that runs one job and stops. ``tools/evaluate.py`` and the evaluation benchmark call it; training
+gained nothing from it (``tools/benchmark.py --train``) and does not.
 """
 
 from __future__ import annotations
