@@ -52,6 +52,7 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         mlp_ratio=m.vision.mlp_ratio,
         drop_path=m.vision.drop_path,
         stem_channels=m.vision.stem_channels,
+        pos_embed_init=m.vision.pos_embed_init,
     )
     num_patches = vision.num_patches
     text = TextEncoder(m.text.vocab_size, m.text.word_dim, m.text.hidden_size, m.text.num_layers)

@@ -8,6 +8,34 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+POS_EMBED_INITS = ("random", "sincos")
+
+
+def sincos_position_embedding(grid_size: tuple[int, int], dim: int) -> torch.Tensor:
+    """The 2-D sine-cosine position table of MAE: half of the channels encode the row, half the column, each
+    with ``dim / 4`` frequencies ``1 / 10000^(k / (dim / 4))`` as sine and cosine.
+
+    Args:
+        grid_size: ``(h, w)`` token grid.
+        dim: width ``C``, divisible by 4.
+
+    Returns:
+        ``(h * w) x C`` table in raster order, values in [-1, 1].
+    """
+    if dim % 4:
+        raise ValueError(f"a sine-cosine position embedding needs a width divisible by 4, got {dim}")
+    quarter = dim // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, cols = torch.meshgrid(
+        torch.arange(grid_size[0], dtype=torch.float64), torch.arange(grid_size[1], dtype=torch.float64), indexing="ij"
+    )
+
+    def encode(positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.reshape(-1, 1) * omega
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    return torch.cat([encode(rows), encode(cols)], dim=1).float()
+
 
 class VisionEncoder(nn.Module):
     """ViT over one frame.
@@ -24,6 +52,10 @@ class VisionEncoder(nn.Module):
         stem_channels: 0 (the released linear patch embedding), or the width of a stem of two 3x3 convolutions
             with ReLUs at full resolution whose output the patch embedding reads (local shape features that a
             small ViT trained from scratch learns slowly from pixels split across patches).
+        pos_embed_init: how the learned position embedding starts: ``random`` (timm's N(0, 0.02), which an
+            ImageNet ViT or a checkpoint then overwrites) or ``sincos`` (the fixed 2-D sine-cosine table of MAE,
+            amplitude 1, still learned afterwards: a model trained from scratch then knows where every token is
+            from the first step; see :func:`sincos_position_embedding`).
     """
 
     def __init__(
@@ -37,8 +69,11 @@ class VisionEncoder(nn.Module):
         mlp_ratio: float = 4.0,
         drop_path: float = 0.0,
         stem_channels: int = 0,
+        pos_embed_init: str = "random",
     ) -> None:
         super().__init__()
+        if pos_embed_init not in POS_EMBED_INITS:
+            raise ValueError(f"model.vision.pos_embed_init must be one of {POS_EMBED_INITS}, got {pos_embed_init!r}")
         if stem_channels < 0:
             raise ValueError(f"model.vision.stem_channels must be >= 0, got {stem_channels}")
         self.stem = (
@@ -67,6 +102,10 @@ class VisionEncoder(nn.Module):
         )
         self.pre_logits = nn.Linear(embed_dim, embed_dim)
         self.grid_size: tuple[int, int] = tuple(self.vit.patch_embed.grid_size)
+        if pos_embed_init == "sincos":
+            with torch.no_grad():
+                self.vit.pos_embed[0, 1:] = sincos_position_embedding(self.grid_size, embed_dim)
+                self.vit.pos_embed[0, :1] = 0.0  # the CLS token has no position
 
     @property
     def num_patches(self) -> int:
