@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -253,6 +255,40 @@ def test_vision_stem_convolves_the_frame_before_the_patch_embedding(tmp_path):
         locater.build_model(locater.load_config(cfg.to_dict(), [f"pretrained.vit={fake_vit}"]))
     with pytest.raises(ValueError, match="stem_channels"):
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.vision.stem_channels=-1"]))
+
+
+def test_sincos_position_embedding_starts_the_vit_knowing_where_each_token_is():
+    """model.vision.pos_embed_init=sincos: MAE's 2-D sine-cosine table (half of the channels the row, half the
+    column) in the learned position embedding, CLS at 0; the default keeps timm's small random start; a bad
+    value is a clear error."""
+    from locater.model.vision import sincos_position_embedding
+
+    table = sincos_position_embedding((4, 4), 8)  # 2 frequencies per quarter: 1 and 1/100
+    assert table.shape == (16, 8)
+    row, col = 2, 3
+    token = table[row * 4 + col]
+    expected = [math.sin(row), math.sin(row / 100), math.cos(row), math.cos(row / 100)]
+    expected += [math.sin(col), math.sin(col / 100), math.cos(col), math.cos(col / 100)]
+    assert torch.allclose(token, torch.tensor(expected), atol=1e-6)
+    assert len({tuple(t.tolist()) for t in table}) == 16  # every token has its own code
+    near, far = torch.dist(table[0], table[1]), torch.dist(table[0], table[3])
+    assert near < far  # neighbours are closer than distant tokens
+    with pytest.raises(ValueError, match="divisible by 4"):
+        sincos_position_embedding((4, 4), 6)
+
+    torch.manual_seed(0)
+    default = locater.build_model("configs/model/tiny.yaml").vision_encoder.vit.pos_embed
+    assert float(default.detach().std()) < 0.05
+    cfg = locater.load_config("configs/model/tiny.yaml", ["model.vision.pos_embed_init=sincos"])
+    encoder = locater.build_model(cfg).vision_encoder
+    pos_embed = encoder.vit.pos_embed
+    assert pos_embed.requires_grad
+    assert torch.equal(pos_embed[0, 0], torch.zeros(pos_embed.shape[-1]))
+    assert torch.allclose(pos_embed[0, 1:], sincos_position_embedding(encoder.grid_size, pos_embed.shape[-1]))
+    with pytest.raises(ValueError, match="pos_embed_init"):
+        locater.build_model(
+            locater.load_config("configs/model/tiny.yaml", ["model.vision.pos_embed_init=fixed"])
+        )
 
 
 def test_decoder_image_skip_feeds_the_frame_at_every_upsampled_scale():

@@ -60,6 +60,9 @@ def test_memory_experiment_smoke(tmp_path):
         assert ("size: 0.0" in config) == (variant in ("no_local_memory", "no_global_memory"))
         assert ("size: 0.0" in first) == (variant in ("no_local_memory", "no_global_memory"))
         assert "clip_length: 1" in first and f"{variant}/appearance/checkpoints/last.pt" in config
+        # the experiment's two departures from the quickstart: sine-cosine positions, SPAT clips in stage 1
+        assert "pos_embed_init: sincos" in first and "pos_embed_init: sincos" in config
+        assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 0.0\n" in first
 
 
 def test_ablate_grid_trains_evaluates_and_compares(tmp_path):

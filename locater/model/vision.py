@@ -27,7 +27,9 @@ def sincos_position_embedding(grid_size: tuple[int, int], dim: int) -> torch.Ten
     quarter = dim // 4
     omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
     rows, cols = torch.meshgrid(
-        torch.arange(grid_size[0], dtype=torch.float64), torch.arange(grid_size[1], dtype=torch.float64), indexing="ij"
+        torch.arange(grid_size[0], dtype=torch.float64),
+        torch.arange(grid_size[1], dtype=torch.float64),
+        indexing="ij",
     )
 
     def encode(positions: torch.Tensor) -> torch.Tensor:
@@ -73,7 +75,9 @@ class VisionEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if pos_embed_init not in POS_EMBED_INITS:
-            raise ValueError(f"model.vision.pos_embed_init must be one of {POS_EMBED_INITS}, got {pos_embed_init!r}")
+            raise ValueError(
+                f"model.vision.pos_embed_init must be one of {POS_EMBED_INITS}, got {pos_embed_init!r}"
+            )
         if stem_channels < 0:
             raise ValueError(f"model.vision.stem_channels must be >= 0, got {stem_channels}")
         self.stem = (
