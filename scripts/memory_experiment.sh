@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The memory experiment: train the full model and three memory ablations with the same budget on the synthetic
 # benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
-# Every variant trains with the quickstart's curriculum (scripts/train_two_stages.sh), with its ablation in all
-# stages: VISION minutes pre-training the vision encoder, APPEARANCE minutes of one-frame clips of the kinds in
+# Every variant trains with the quickstart's curriculum (scripts/train_two_stages.sh), with its ablation in stages
+# 1 and 2: VISION minutes pre-training the vision encoder, APPEARANCE minutes of one-frame clips of the kinds in
 # FIRST_MIX (NORM/MUL/SPAT: SPAT is a one-frame task), then the rest of MINUTES on 3-frame clips of the four kinds in
 # MIX through the memory. Two differences from the quickstart, both for SPAT and TEMP: the ViT's position
 # embedding starts as a 2-D sine-cosine table (POS_EMBED=sincos; from timm's small random start, the twins' tokens
