@@ -21,7 +21,11 @@ MINUTES=${MINUTES:-25}
 APPEARANCE=${APPEARANCE:-5}
 export VISION_MINUTES=${VISION:-1.5}
 MIX=${MIX:-[1.0,1.0,2.0,2.0]}   # twice as many SPAT and TEMP training videos: the splits that need memory
-export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,0.0]}
+export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,1.0]}
+# TEMP: stage 1 learns the first frame (clips begin at the video's first frame, before the twins cross), stage 2
+# follows the target through the crossing (half the clips begin there; the others begin with a context frame)
+export STAGE1_ARGS=${STAGE1_ARGS-train.data.synthetic_start_share=1.0}
+export STAGE2_ARGS=${STAGE2_ARGS-train.data.synthetic_start_share=0.5 train.data.synthetic_context_frame=true}
 POS_EMBED=${POS_EMBED:-sincos}
 EXTRA=(model.vision.pos_embed_init="$POS_EMBED")
 NUM_TEST=50
@@ -57,7 +61,7 @@ elapsed=$(( $(date +%s) - start ))
 {
     echo "# The memory experiment"
     echo
-    echo "Command: \`MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED bash scripts/memory_experiment.sh\`  "
+    echo "Command: \`MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS' bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
     echo "Wall time: ${elapsed} s for 4 variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, + evaluation of 4 splits x $NUM_TEST videos)."
     echo

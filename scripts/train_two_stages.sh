@@ -11,7 +11,8 @@
 # FIRST_MIX (default [1,1,0,0]) is stage 1's share of NORM/MUL/SPAT/TEMP videos (SPAT is a one-frame task too).
 # Overrides of model.* also reach stage 0 (the encoder it pre-trains must be the one stages 1-2 build).
 # TOTAL_MINUTES includes stage 0. VISION_MINUTES=0 skips it (the encoder then learns from scratch at the full
-# rate, as before 2026-11-29). Extra key=value overrides reach stages 1 and 2 (an ablation, a smaller batch).
+# rate, as before 2026-11-29). Extra key=value overrides reach stages 1 and 2 (an ablation, a smaller batch);
+# STAGE1_ARGS and STAGE2_ARGS (space-separated key=value) reach one stage only, after them.
 #   bash scripts/train_two_stages.sh OUT TOTAL_MINUTES FIRST_MINUTES MIX [key=value ...]
 #   bash scripts/train_two_stages.sh runs/x 11 6 '[2.0,2.0,1.0,1.0]' model.local_memory.size=0
 set -euo pipefail
@@ -42,9 +43,13 @@ if python -c "import sys; sys.exit(0 if float('$VISION') > 0 else 1)"; then
 else
     FROM=()
 fi
+# shellcheck disable=SC2086
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/appearance" \
     train.max_minutes="$FIRST" train.clip_length=1 "train.data.synthetic_mix=$FIRST_MIX" \
-    model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@"
+    model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@" \
+    ${STAGE1_ARGS:-}
+# shellcheck disable=SC2086
 python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$REST" \
     pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-    "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@"
+    "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" \
+    ${STAGE2_ARGS:-}

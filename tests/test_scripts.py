@@ -60,9 +60,12 @@ def test_memory_experiment_smoke(tmp_path):
         assert ("size: 0.0" in config) == (variant in ("no_local_memory", "no_global_memory"))
         assert ("size: 0.0" in first) == (variant in ("no_local_memory", "no_global_memory"))
         assert "clip_length: 1" in first and f"{variant}/appearance/checkpoints/last.pt" in config
-        # the experiment's two departures from the quickstart: sine-cosine positions, SPAT clips in stage 1
+        # the experiment's departures from the quickstart: sine-cosine positions, SPAT and TEMP clips in stage 1
+        # beginning at the video's first frame, half the clips of stage 2 there and the others with a context frame
         assert "pos_embed_init: sincos" in first and "pos_embed_init: sincos" in config
-        assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 0.0\n" in first
+        assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0\n" in first
+        assert "synthetic_start_share: 1.0" in first and "synthetic_context_frame: false" in first
+        assert "synthetic_start_share: 0.5" in config and "synthetic_context_frame: true" in config
 
 
 def test_ablate_grid_trains_evaluates_and_compares(tmp_path):

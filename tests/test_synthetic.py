@@ -28,6 +28,8 @@ from locater.data.synthetic import (
     validate_split,
     write_split,
 )
+from locater.data.synthetic_language import RELATION_MARGIN
+from locater.data.synthetic_scenes import TEMP_TRACK_GAP
 from locater.tokenizer import UNK_ID, VOCAB_PATH, tokenize
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
@@ -228,6 +230,13 @@ def test_temp_twins_cannot_be_told_apart_in_any_single_frame():
             nearer_centre[pattern].append(distance[0] < distance[1])
         # the motion does tell them apart
         assert target.motion != twin.motion and expression.query.motion == target.motion
+        # they pass on parallel tracks TEMP_TRACK_GAP apart: never closer than that, so one never hides the other
+        # completely, yet closer than the 12% margin, so "upper" / "lower" never single one out
+        axis = 0 if target.velocity[0] != 0 or twin.velocity[0] != 0 else 1
+        gaps = {round(abs(target.centre(t)[1 - axis] - twin.centre(t)[1 - axis]), 6) for t in range(3)}
+        assert len(gaps) == 1
+        gap = gaps.pop()
+        assert TEMP_TRACK_GAP[0] * 64 <= gap <= TEMP_TRACK_GAP[1] * 64 < RELATION_MARGIN * 64
     for pattern, hits in nearer_centre.items():
         assert len(hits) > 50 and 0.35 < np.mean(hits) < 0.65, (pattern, np.mean(hits))
 

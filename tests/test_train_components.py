@@ -6,11 +6,13 @@ import torch
 
 import locater
 from locater.checkpoint import CheckpointError
+from locater.data.synthetic import generate_video
 from locater.data.synthetic_stream import SyntheticClipStream
 from locater.engine.checkpoints import CheckpointManager, load_training_checkpoint
 from locater.engine.losses import LossWeights, segmentation_loss
 from locater.engine.optim import LRSchedule, build_optimizer
 from locater.engine.trainer import TrainingSampler
+from locater.preprocess import preprocess_frames
 
 
 def _loss(logits, masks, valid, aux_logits=None, **weights):
@@ -137,6 +139,24 @@ def test_synthetic_stream_is_fresh_per_key_and_deterministic():
         SyntheticClipStream(10, 3, 32, 2, mix=[1.0, 1.0])
     with pytest.raises(ValueError, match="synthetic_frames"):
         SyntheticClipStream(10, 8, 32, 2, num_frames=[4, 6])
+
+
+def test_synthetic_stream_start_share_begins_clips_at_the_video_start():
+    def clip_starts(share: float) -> list[int]:
+        stream = SyntheticClipStream(10, 3, 64, 1, render_size=64, num_frames=(12, 12), start_share=share)
+        starts = []
+        for key in range(8):
+            item = stream[(0, key)]
+            kind = item["video"].split("_")[1]
+            video = generate_video(kind, [0, key, 12], size=64, num_frames=12, all_labelled=True)
+            frames = preprocess_frames(video.frames, 64)
+            starts.append(next(s for s in range(10) if torch.equal(frames[s : s + 3], item["frames"])))
+        return starts
+
+    assert clip_starts(1.0) == [0] * 8
+    assert sum(start > 0 for start in clip_starts(0.0)) >= 4  # anywhere in 0..9
+    with pytest.raises(ValueError, match="synthetic_start_share"):
+        SyntheticClipStream(10, 3, 32, 2, start_share=1.5)
 
 
 def test_a_few_steps_overfit_a_fixed_tiny_batch():

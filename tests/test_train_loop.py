@@ -200,3 +200,40 @@ def test_trains_on_a_layout_split_and_on_ref_youtube_vos(tmp_path):
         load_training_checkpoint(tmp_path / "a/checkpoints/last.pt")["config"]["train"]["data"]["source"]
         == "layout"
     )
+
+
+def test_context_frames_write_the_true_mask_and_are_not_supervised(tmp_path):
+    cfg = tiny_train_config(
+        tmp_path,
+        "train.clip_length=3",
+        "train.teacher_forcing=0.0",
+        "train.data.synthetic_start_share=0.0",
+        "train.data.synthetic_context_frame=true",
+    )
+    trainer = Trainer(cfg)
+    items = [trainer.dataset[(i, i)] for i in range(6)]
+    starts_late = [bool(item["context"][0]) for item in items]
+    assert any(starts_late) and all(not item["context"][1:].any() for item in items)
+    batch = {
+        k: torch.stack([item[k] for item in items]) for k in ("frames", "global_frames", "input_ids", "masks")
+    }
+    batch["mask_valid"] = torch.ones(6, 3, dtype=torch.bool)
+    batch["context"] = torch.stack([item["context"] for item in items])
+    seen = {}
+
+    def network(global_frames, input_ids, frames, memory_masks, memory_mask_select):
+        seen["select"] = memory_mask_select.clone()
+        logits = torch.zeros(*frames.shape[:2], 1, *frames.shape[-2:], requires_grad=True)
+        return logits, None
+
+    trainer._micro_step(network, batch)
+    # teacher forcing 0: only the context frames write the true mask
+    assert torch.equal(seen["select"], batch["context"])
+    # the loss ignores the context frames: changing their masks changes nothing
+    loss, _ = trainer._micro_step(network, batch)
+    batch["masks"][batch["context"]] = 1.0 - batch["masks"][batch["context"]]
+    again, _ = trainer._micro_step(network, batch)
+    assert torch.equal(loss, again)
+    batch["context"][:] = False
+    without, _ = trainer._micro_step(network, batch)
+    assert not torch.equal(loss, without)

@@ -32,6 +32,8 @@ MIN_FRAMES, MAX_FRAMES = 12, 24
 MIN_VISIBLE_PIXELS = 4
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 OPPOSITE_RELATION = {"left": "right", "right": "left", "top": "bottom", "bottom": "top"}
+# TEMP: distance between the twins' parallel tracks, as a fraction of the frame side
+TEMP_TRACK_GAP = (0.06, 0.11)
 
 
 class SyntheticError(RuntimeError):
@@ -276,12 +278,16 @@ def _temp_scene(
             raise SyntheticError(f"TEMP: no crossing point keeps speed {speed:.2f} inside the frame")
         lo, hi = sides[int(rng.integers(len(sides)))]
         crossing = float(rng.uniform(lo, hi))
-    line = float(rng.uniform(low, high))
+    # they pass on two parallel tracks a few pixels apart (less than the 12% margin of "upper"/"left", so no
+    # relation word singles one out), overlapping at the crossing but not hiding each other completely
+    gap = rng.uniform(*TEMP_TRACK_GAP) * frame_size
+    line = float(rng.uniform(low + gap / 2, high - gap / 2))
+    side = 1.0 if rng.random() < 0.5 else -1.0
     pair = []
-    for v in speeds:
+    for v, track in zip(speeds, (side, -side)):
         start, velocity = [0.0, 0.0], [0.0, 0.0]
         start[axis] = crossing - v * crossing_time
-        start[1 - axis] = float(np.clip(line + rng.uniform(-0.04, 0.04) * frame_size, low, high))
+        start[1 - axis] = line + track * gap / 2
         velocity[axis] = v
         pair.append(
             SceneObject(shape, colour, size, radius, (start[0], start[1]), (velocity[0], velocity[1]))

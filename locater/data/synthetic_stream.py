@@ -31,11 +31,18 @@ class SyntheticClipStream(Dataset):
         mix: proportions of NORM, MUL, SPAT, TEMP videos.
         render_size: side of the generated frames in pixels (the test splits' size).
         num_frames: ``(min, max)`` frames per generated video.
+        start_share: share of clips that begin at the video's first frame, as evaluation does (the others begin
+            anywhere). A model evaluated online meets the first frame of a video with an empty local memory;
+            in TEMP videos that frame always comes before the twins cross.
+        context_frame: a clip that does not begin at the video's first frame begins with a context frame
+            (``context`` True): the trainer writes its true mask into the local memory and does not supervise it,
+            so every supervised frame follows a remembered mask, as at test time after the first frame (a TEMP
+            clip that begins after the twins crossed cannot tell them apart otherwise). One-frame clips have none.
         seed: base seed.
 
     Items (see ``__getitem__``): ``frames`` ``T x 3 x S x S``, ``global_frames`` ``N1 x 3 x S x S``, ``input_ids``
-    ``L`` int64, ``masks`` ``T x 1 x S x S`` float {0, 1}, ``mask_valid`` ``T`` bool, ``sentence``, ``video``,
-    ``expression``.
+    ``L`` int64, ``masks`` ``T x 1 x S x S`` float {0, 1}, ``mask_valid`` ``T`` bool, ``context`` ``T`` bool (the
+    context frame, see ``context_frame``), ``sentence``, ``video``, ``expression``.
     """
 
     accepts_sample_keys = (
@@ -51,6 +58,8 @@ class SyntheticClipStream(Dataset):
         mix: Sequence[float] = (1.0, 1.0, 1.0, 1.0),
         render_size: int = 64,
         num_frames: Sequence[int] = (12, 24),
+        start_share: float = 0.0,
+        context_frame: bool = False,
         seed: int = 0,
     ) -> None:
         if samples_per_epoch < 1:
@@ -66,6 +75,8 @@ class SyntheticClipStream(Dataset):
                 f"train.data.synthetic_frames {list(num_frames)} must be [min, max] with "
                 f"min >= clip_length ({clip_length}) and >= N1 ({num_global_frames})"
             )
+        if not 0.0 <= float(start_share) <= 1.0:
+            raise ValueError(f"train.data.synthetic_start_share must be in [0, 1], got {start_share}")
         self.samples_per_epoch = samples_per_epoch
         self.clip_length = clip_length
         self.image_size = image_size
@@ -73,6 +84,8 @@ class SyntheticClipStream(Dataset):
         self.probabilities = weights / weights.sum()
         self.render_size = render_size
         self.num_frames = (low, high)
+        self.start_share = float(start_share)
+        self.context_frame = bool(context_frame)
         self.seed = seed
         self._token_cache: dict[str, torch.Tensor] = {}
 
@@ -106,6 +119,8 @@ class SyntheticClipStream(Dataset):
             kind, [self.seed, sample_seed, 12], size=self.render_size, num_frames=length, all_labelled=True
         )
         start = int(rng.integers(0, length - self.clip_length + 1))
+        if self.start_share > 0 and rng.random() < self.start_share:  # no extra draw at 0: streams as before
+            start = 0
         clip = slice(start, start + self.clip_length)
         global_numbers = random_global_frame_numbers(length, self.num_global_frames, rng)
         expression = video.expressions[int(rng.integers(len(video.expressions)))]  # SPAT, TEMP: either twin
@@ -114,12 +129,16 @@ class SyntheticClipStream(Dataset):
             if global_numbers
             else torch.zeros(0, 3, self.image_size, self.image_size)
         )
+        context = torch.zeros(self.clip_length, dtype=torch.bool)
+        # a one-frame clip stays supervised
+        context[0] = self.context_frame and start > 0 and self.clip_length > 1
         return {
             "frames": preprocess_frames(video.frames[clip], self.image_size),
             "global_frames": global_frames,
             "input_ids": self._tokens(expression.sentence),
             "masks": self._resize_masks(video.masks[expression.target, clip]),
             "mask_valid": torch.ones(self.clip_length, dtype=torch.bool),
+            "context": context,
             "sentence": expression.sentence,
             "video": f"synthetic_{kind}_{sample_seed}",
             "expression": str(expression.target),

@@ -3,7 +3,8 @@
 Per optimizer step, every process takes ``accumulate`` micro-batches of ``batch_size`` clips. A clip of ``T``
 consecutive frames runs through ``start`` (global memory from ``N1`` frames of the whole video) and ``step`` in
 order, backpropagating through the memory (``Locater.forward_clip``); the local memory is written with the
-ground-truth mask with probability ``train.teacher_forcing`` per supervised frame, else with the prediction. The
+ground-truth mask with probability ``train.teacher_forcing`` per supervised frame, else with the prediction (a
+clip's ``context`` frames, when the dataset gives them, always write the ground truth and are not supervised). The
 loss is BCE + Dice on the main output plus weighted BCE + Dice on the ``K`` auxiliary heads
 (:mod:`locater.engine.losses`); AdamW with a lower rate for the vision encoder, warm-up then cosine or step decay,
 gradient clipping, optional AMP (bf16, or fp16 with a gradient scaler).
@@ -207,6 +208,8 @@ def build_train_dataset(cfg: Config) -> Dataset:
             mix=data.synthetic_mix,
             render_size=data.synthetic_size,
             num_frames=data.synthetic_frames,
+            start_share=data.synthetic_start_share,
+            context_frame=data.synthetic_context_frame,
             seed=cfg.seed,
         )
     if data.source == "layout":
@@ -468,7 +471,12 @@ class Trainer:
         masks = batch["masks"].to(self.device, non_blocking=True)
         valid = batch["mask_valid"]
         draw = torch.rand(valid.shape, generator=self.teacher_generator)
-        select = (valid & (draw < self.t.teacher_forcing)).to(self.device)
+        select = valid & (draw < self.t.teacher_forcing)
+        context = batch.get("context")  # context frames: true mask into the memory, not supervised
+        if context is not None:
+            select = select | (valid & context)
+            valid = valid & ~context
+        select = select.to(self.device)
         with self._autocast():
             logits, aux = network(
                 batch["global_frames"].to(self.device, non_blocking=True),
