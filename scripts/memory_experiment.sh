@@ -3,14 +3,17 @@
 # benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
 # Every variant trains with the quickstart's curriculum (scripts/train_two_stages.sh), with its ablation in stages
 # 1 and 2: VISION minutes pre-training the vision encoder, APPEARANCE minutes of one-frame clips of the kinds in
-# FIRST_MIX (NORM/MUL/SPAT: SPAT is a one-frame task), then the rest of MINUTES on 3-frame clips of the four kinds in
-# MIX through the memory. Two differences from the quickstart, both for SPAT and TEMP: the ViT's position
-# embedding starts as a 2-D sine-cosine table (POS_EMBED=sincos; from timm's small random start, the twins' tokens
-# hardly differ by position and the relation words are not learned), and SPAT clips in the first stage.
+# FIRST_MIX, then the rest of MINUTES on 3-frame clips of the four kinds in MIX through the memory. Departures from
+# the quickstart, for SPAT and TEMP: the ViT's position embedding starts as a 2-D sine-cosine table
+# (POS_EMBED=sincos; from timm's small random start, the twins' tokens hardly differ by position and the relation
+# words are not learned); stage 1 has SPAT and TEMP clips, each at its video's first frame (STAGE1_ARGS); in stage 2
+# half the clips begin at the first frame and the others with an unsupervised context frame (STAGE2_ARGS).
+# TEMP is also reported by the side of the twins' crossing (scripts/temp_crossing.py).
 #   bash scripts/memory_experiment.sh                       # MINUTES per variant (default 25, APPEARANCE 5)
 #   MINUTES=7 APPEARANCE=3 VISION=1.5 bash scripts/memory_experiment.sh
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
-#   FIRST_MIX='[1,1,0,0]' POS_EMBED=random bash scripts/memory_experiment.sh   # the quickstart's recipe
+#   FIRST_MIX='[1,1,1,0]' STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # the recipe of 2026-11-29
+#   FIRST_MIX='[1,1,0,0]' POS_EMBED=random STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # quickstart's
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +60,7 @@ done
 mkdir -p "$DOCS"
 python scripts/quickstart_report.py --runs "${runs[@]}" --out "$OUT" --plot "$DOCS/memory_experiment.png"
 cp "$OUT/results.json" "$DOCS/memory_experiment.json"
+python scripts/temp_crossing.py --split "$DATA/TEMP" --runs "${runs[@]}" --out "$OUT/temp_crossing.md"
 elapsed=$(( $(date +%s) - start ))
 {
     echo "# The memory experiment"
@@ -70,5 +74,7 @@ elapsed=$(( $(date +%s) - start ))
     cat "$OUT/results.md"
     echo
     echo "![mean IoU per split](memory_experiment.png)"
+    echo
+    cat "$OUT/temp_crossing.md"
 } > "$DOCS/memory_experiment.md"
 echo "memory experiment finished in ${elapsed} s"

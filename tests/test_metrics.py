@@ -9,6 +9,7 @@ from locater.engine.metrics import (
     FrameRecord,
     SegmentationMetrics,
     markdown_table,
+    read_per_frame_csv,
     score_frame,
     write_per_frame_csv,
 )
@@ -238,3 +239,14 @@ def test_table_and_csv(tmp_path):
         "v,0,00001,2,2,1.000000",
         "v,1,00003,1,2,0.500000",
     ]
+    again = read_per_frame_csv(path)
+    assert [(r.key, r.intersection, r.union) for r in again] == [
+        (r.key, r.intersection, r.union) for r in metrics.sorted_records()
+    ]
+    assert SegmentationMetrics(again).compute()["mean_iou"] == pytest.approx(0.75)
+    path.write_text("video,expression,frame,intersection,union,iou\nv,0,00001,3,2,1.5\n")
+    with pytest.raises(ValueError, match="per_frame.csv, line 2: .*intersection"):
+        read_per_frame_csv(path)
+    path.write_text("video,frame,iou\n")
+    with pytest.raises(ValueError, match="per_frame.csv: header"):
+        read_per_frame_csv(path)

@@ -54,6 +54,7 @@ def test_memory_experiment_smoke(tmp_path):
     report = (docs / "memory_experiment.md").read_text()
     assert "SMOKE=1" not in report or "Command" in report
     assert all(v in report for v in variants) and (docs / "memory_experiment.png").stat().st_size > 1000
+    assert "TEMP by the side of the crossing" in report and "| no_mask_history |" in report
     for variant in variants:  # each ablation really trained its own model, in both stages of the curriculum
         first = (tmp_path / "runs" / variant / "appearance/config.yaml").read_text()
         config = (tmp_path / "runs" / variant / "config.yaml").read_text()
@@ -151,3 +152,69 @@ def test_train_two_stages_passes_model_overrides_to_stage_0_and_takes_the_first_
     first = (out / "appearance/config.yaml").read_text()
     assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 0.0" in first and "depth: 1" in first
     assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0" in (out / "config.yaml").read_text()
+
+
+def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
+    from locater.data.synthetic import read_scenes, write_split
+
+    split = write_split(tmp_path / "data", "TEMP", 3, seed=0, size=64)
+    scenes = read_scenes(split)
+    run = tmp_path / "eval" / "temp"
+    run.mkdir(parents=True)
+    rows = ["video,expression,frame,intersection,union,iou"]
+    sides = []
+    for video_id, video in scenes["videos"].items():
+        for expression in video["expressions"]:
+            target = video["objects"][expression["target"]]
+            twin = next(
+                o
+                for i, o in enumerate(video["objects"])
+                if i != expression["target"]
+                and (o["shape"], o["colour"]) == (target["shape"], target["colour"])
+            )
+            axis = 0 if target["velocity"][0] != 0 or twin["velocity"][0] != 0 else 1
+            for frame in expression["labels"]:
+                ahead = [target["centres"][t][axis] > twin["centres"][t][axis] for t in (0, frame - 1)]
+                before = ahead[0] == ahead[1]
+                sides.append(before)
+                # a model right before the crossing and wrong after it
+                rows.append(f"{video_id},{expression['id']},{frame:05d},{10 if before else 0},10,0")
+    assert any(sides) and not all(sides)  # labelled frames on both sides (frames 2 and T-1)
+    (run / "per_frame.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "crossing.md"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "scripts/temp_crossing.py",
+            "--split",
+            str(split),
+            "--runs",
+            f"m={tmp_path / 'eval'}",
+        ]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| m |"))
+    cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
+    assert cells[0] == f"100.0 / 100 ({sum(sides)})" and cells[1] == f"0.0 / 0 ({len(sides) - sum(sides)})"
+    # a frame the split does not label is an error that names it
+    (run / "per_frame.csv").write_text(
+        rows[0] + "\n" + rows[1].replace(rows[1].split(",")[2], "00099") + "\n"
+    )
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "scripts/temp_crossing.py",
+            "--split",
+            str(split),
+            "--runs",
+            f"m={tmp_path / 'eval'}",
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
+    assert bad.returncode != 0 and "00099" in bad.stderr and "not a labelled frame" in bad.stderr

@@ -337,3 +337,28 @@ def write_per_frame_csv(records: list[FrameRecord], path: str | Path) -> Path:
                 ]
             )
     return path
+
+
+def read_per_frame_csv(path: str | Path) -> list[FrameRecord]:
+    """The records of a ``per_frame.csv`` written by :func:`write_per_frame_csv` (no COCO masks).
+
+    Raises:
+        ValueError: the file is missing, has another header or a bad row (the message names the file and line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: missing (did the evaluation run?)")
+    records = []
+    with path.open(newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        expected = ["video", "expression", "frame", "intersection", "union", "iou"]
+        if header != expected:
+            raise ValueError(f"{path}: header {header}, expected {expected}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                video, expression, frame, intersection, union, _ = row
+                records.append(FrameRecord(video, expression, frame, int(intersection), int(union)))
+            except ValueError as error:
+                raise ValueError(f"{path}, line {line}: {error}") from error
+    return records

@@ -1,0 +1,140 @@
+"""Synthetic TEMP results split by the side of the crossing: what a model gets right before the twins cross (where
+the first frame tells them apart) and after (where only a memory of the target does).
+
+  python scripts/temp_crossing.py --split datasets/synthetic/TEMP \
+      --runs full=runs/memory_experiment/eval/full no_local_memory=runs/memory_experiment/eval/no_local_memory \
+      [--out docs/memory_experiment_temp.md]
+
+Each ``VARIANT=DIR`` names an evaluation output holding ``temp/per_frame.csv`` (``tools/evaluate.py
+eval.dataset=SYN eval.testing_type=ALL``) or ``TEMP/per_frame.csv``, or the folder of that file itself. A labelled
+frame is "before" when the target and its twin are in the order they had in the first frame along the motion axis,
+"after" otherwise; "both move" and "one still" are the two kinds of TEMP scene. Cells: mean IoU / precision@0.7 in
+% over the group's frames (the metrics of :mod:`locater.engine.metrics`), and the number of frames. Precision at 0.7,
+not 0.5: a mask over both twins scores an IoU of about 0.5 (at most 0.5 when neither hides the other), which
+precision@0.5 counts as a hit.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from locater.data.synthetic import read_scenes
+from locater.engine.metrics import FrameRecord, SegmentationMetrics, read_per_frame_csv
+
+PRECISION = "precision@0.7"
+GROUPS = (
+    ("all", "before"),
+    ("all", "after"),
+    ("both move", "before"),
+    ("both move", "after"),
+    ("one still", "before"),
+    ("one still", "after"),
+)
+
+
+def frame_groups(scenes: dict) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """``(video, expression id, frame number) -> (pattern, side)`` for every labelled frame of a TEMP split.
+
+    Args:
+        scenes: :func:`read_scenes` of the split.
+    """
+    groups = {}
+    for video_id, video in scenes["videos"].items():
+        if video["kind"] != "TEMP":
+            raise ValueError(f"{video_id}: a {video['kind']} video, expected TEMP")
+        objects = video["objects"]
+        for expression in video["expressions"]:
+            target = objects[expression["target"]]
+            appearance = (target["shape"], target["colour"], target["size"])
+            twins = [
+                o
+                for i, o in enumerate(objects)
+                if i != expression["target"] and (o["shape"], o["colour"], o["size"]) == appearance
+            ]
+            if len(twins) != 1:
+                raise ValueError(f"{video_id}/{expression['id']}: {len(twins)} twins, expected 1")
+            twin = twins[0]
+            axis = 0 if target["velocity"][0] != 0 or twin["velocity"][0] != 0 else 1
+            pattern = "both move" if "still" not in (target["motion"], twin["motion"]) else "one still"
+            first = np.sign(target["centres"][0][axis] - twin["centres"][0][axis])
+            for frame in expression["labels"]:
+                order = np.sign(target["centres"][frame - 1][axis] - twin["centres"][frame - 1][axis])
+                groups[(video_id, expression["id"], int(frame))] = (
+                    pattern,
+                    "before" if order == first else "after",
+                )
+    return groups
+
+
+def crossing_metrics(
+    records: list[FrameRecord], groups: dict[tuple[str, str, str], tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, float]]:
+    """Metrics of each ``(pattern, side)`` group of :data:`GROUPS` (pattern ``all`` for both patterns)."""
+    split: dict[tuple[str, str], list[FrameRecord]] = defaultdict(list)
+    for record in records:
+        key = (record.video, record.expression, int(record.frame))
+        if key not in groups:
+            raise ValueError(f"{'/'.join(record.key)}: not a labelled frame of the split's scenes.json")
+        pattern, side = groups[key]
+        split[(pattern, side)].append(record)
+        split[("all", side)].append(record)
+    return {group: SegmentationMetrics(split[group]).compute() for group in GROUPS if split[group]}
+
+
+def per_frame_file(folder: Path) -> Path:
+    for candidate in (
+        folder / "temp" / "per_frame.csv",
+        folder / "TEMP" / "per_frame.csv",
+        folder / "per_frame.csv",
+    ):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{folder}: no temp/per_frame.csv, TEMP/per_frame.csv or per_frame.csv")
+
+
+def table(results: dict[str, dict[tuple[str, str], dict[str, float]]]) -> str:
+    header = "| variant | " + " | ".join(f"{pattern}, {side}" for pattern, side in GROUPS) + " |"
+    lines = [header, "|---" * (len(GROUPS) + 1) + "|"]
+    for variant, groups in results.items():
+        cells = []
+        for group in GROUPS:
+            m = groups.get(group)
+            cells.append(
+                ""
+                if m is None
+                else f"{100 * m['mean_iou']:.1f} / {100 * m[PRECISION]:.0f} ({m['num_frames']})"
+            )
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--split", required=True, type=Path, help="the synthetic TEMP split folder")
+    parser.add_argument("--runs", nargs="+", required=True, metavar="VARIANT=DIR")
+    parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
+    args = parser.parse_args()
+    groups = frame_groups(read_scenes(args.split))
+    results = {}
+    for run in args.runs:
+        variant, sep, folder = run.partition("=")
+        if not sep or not variant or not folder:
+            parser.error(f"--runs takes VARIANT=DIR, got {run!r}")
+        results[variant] = crossing_metrics(read_per_frame_csv(per_frame_file(Path(folder))), groups)
+    text = (
+        f"TEMP by the side of the crossing: mean IoU / {PRECISION} in % (frames)\n\n" + table(results) + "\n"
+    )
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
