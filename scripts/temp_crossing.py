@@ -22,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from locater.data.synthetic import read_scenes
+from locater.data.synthetic import identical_twins, read_scenes
+from locater.data.synthetic_files import objects_from_record
+from locater.data.synthetic_scenes import swap_axis
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, read_per_frame_csv
 
 PRECISION = "precision@0.7"
@@ -36,7 +38,7 @@ GROUPS = (
 )
 
 
-def frame_groups(scenes: dict) -> dict[tuple[str, str, str], tuple[str, str]]:
+def frame_groups(scenes: dict) -> dict[tuple[str, str, int], tuple[str, str]]:
     """``(video, expression id, frame number) -> (pattern, side)`` for every labelled frame of a TEMP split.
 
     Args:
@@ -46,23 +48,17 @@ def frame_groups(scenes: dict) -> dict[tuple[str, str, str], tuple[str, str]]:
     for video_id, video in scenes["videos"].items():
         if video["kind"] != "TEMP":
             raise ValueError(f"{video_id}: a {video['kind']} video, expected TEMP")
-        objects = video["objects"]
+        objects = objects_from_record(video, video_id)
         for expression in video["expressions"]:
-            target = objects[expression["target"]]
-            appearance = (target["shape"], target["colour"], target["size"])
-            twins = [
-                o
-                for i, o in enumerate(objects)
-                if i != expression["target"] and (o["shape"], o["colour"], o["size"]) == appearance
-            ]
+            twins = identical_twins(objects, expression["target"])
             if len(twins) != 1:
                 raise ValueError(f"{video_id}/{expression['id']}: {len(twins)} twins, expected 1")
-            twin = twins[0]
-            axis = 0 if target["velocity"][0] != 0 or twin["velocity"][0] != 0 else 1
-            pattern = "both move" if "still" not in (target["motion"], twin["motion"]) else "one still"
-            first = np.sign(target["centres"][0][axis] - twin["centres"][0][axis])
+            target, twin = objects[expression["target"]], objects[twins[0]]
+            axis = swap_axis(target, twin)
+            pattern = "both move" if "still" not in (target.motion, twin.motion) else "one still"
+            first = np.sign(target.centre(0)[axis] - twin.centre(0)[axis])
             for frame in expression["labels"]:
-                order = np.sign(target["centres"][frame - 1][axis] - twin["centres"][frame - 1][axis])
+                order = np.sign(target.centre(frame - 1)[axis] - twin.centre(frame - 1)[axis])
                 groups[(video_id, expression["id"], int(frame))] = (
                     pattern,
                     "before" if order == first else "after",
@@ -71,7 +67,7 @@ def frame_groups(scenes: dict) -> dict[tuple[str, str, str], tuple[str, str]]:
 
 
 def crossing_metrics(
-    records: list[FrameRecord], groups: dict[tuple[str, str, str], tuple[str, str]]
+    records: list[FrameRecord], groups: dict[tuple[str, str, int], tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, float]]:
     """Metrics of each ``(pattern, side)`` group of :data:`GROUPS` (pattern ``all`` for both patterns)."""
     split: dict[tuple[str, str], list[FrameRecord]] = defaultdict(list)

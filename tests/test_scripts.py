@@ -182,8 +182,9 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
     assert any(sides) and not all(sides)  # labelled frames on both sides (frames 2 and T-1)
     (run / "per_frame.csv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "crossing.md"
-    result = subprocess.run(
-        [
+
+    def crossing(*extra: str) -> subprocess.CompletedProcess:
+        command = [
             sys.executable,
             "scripts/temp_crossing.py",
             "--split",
@@ -191,11 +192,9 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
             "--runs",
             f"m={tmp_path / 'eval'}",
         ]
-        + ["--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
+        return subprocess.run([*command, *extra], capture_output=True, text=True, env=_env())
+
+    result = crossing("--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     row = next(line for line in out.read_text().splitlines() if line.startswith("| m |"))
     cells = [cell.strip() for cell in row.strip("|").split("|")][1:]
@@ -204,17 +203,5 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
     (run / "per_frame.csv").write_text(
         rows[0] + "\n" + rows[1].replace(rows[1].split(",")[2], "00099") + "\n"
     )
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "scripts/temp_crossing.py",
-            "--split",
-            str(split),
-            "--runs",
-            f"m={tmp_path / 'eval'}",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-    )
+    bad = crossing()
     assert bad.returncode != 0 and "00099" in bad.stderr and "not a labelled frame" in bad.stderr

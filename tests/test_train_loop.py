@@ -8,6 +8,7 @@ from helpers_data import make_split
 from train_helpers import tiny_train_config
 
 from locater.checkpoint import CheckpointError
+from locater.data.training import collate_clips
 from locater.engine.checkpoints import file_sha256, load_training_checkpoint
 from locater.engine.trainer import Trainer, train
 
@@ -214,11 +215,7 @@ def test_context_frames_write_the_true_mask_and_are_not_supervised(tmp_path):
     items = [trainer.dataset[(i, i)] for i in range(6)]
     starts_late = [bool(item["context"][0]) for item in items]
     assert any(starts_late) and all(not item["context"][1:].any() for item in items)
-    batch = {
-        k: torch.stack([item[k] for item in items]) for k in ("frames", "global_frames", "input_ids", "masks")
-    }
-    batch["mask_valid"] = torch.ones(6, 3, dtype=torch.bool)
-    batch["context"] = torch.stack([item["context"] for item in items])
+    batch = collate_clips(items)
     seen = {}
 
     def network(global_frames, input_ids, frames, memory_masks, memory_mask_select):

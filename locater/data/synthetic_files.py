@@ -86,7 +86,9 @@ def scene_record(video: SyntheticVideo) -> dict:
     }
 
 
-def _objects_from_record(record: dict, where: str) -> list[SceneObject]:
+def objects_from_record(record: dict, where: str) -> list[SceneObject]:
+    """The scene objects of one video record of ``scenes.json``; :class:`SyntheticError` naming ``where`` when its
+    stored centres disagree with the start and velocity."""
     objects = []
     for i, o in enumerate(record["objects"]):
         obj = SceneObject(
@@ -241,7 +243,7 @@ def validate_split(split_dir: str | Path) -> int:
     frame_size = int(scenes["frame_size"])
     for video_id, record in scenes["videos"].items():
         where = f"{scenes_path}: video {video_id}"
-        objects = _objects_from_record(record, where)
+        objects = objects_from_record(record, where)
         masks = visible_masks(objects, frame_size, record["num_frames"])
         video = SyntheticVideo(record["kind"], frame_size, np.zeros((0,), np.uint8), masks, objects)
         for e in record["expressions"]:

@@ -84,7 +84,8 @@ def identical_twins(objects: list[SceneObject], target: int) -> list[int]:
     ]
 
 
-def _swap_axis(target: SceneObject, twin: SceneObject) -> int:
+def swap_axis(target: SceneObject, twin: SceneObject) -> int:
+    """The axis (0: x, 1: y) along which TEMP twins move and swap their order."""
     return 0 if target.velocity[0] != 0 or twin.velocity[0] != 0 else 1
 
 
@@ -106,7 +107,7 @@ def validate_expression(video: SyntheticVideo, expression: SyntheticExpression) 
         if len(twins) != 1:
             raise SyntheticError(f"{where}: TEMP needs exactly one identical twin, found {len(twins)}")
         target, twin = video.objects[expression.target], video.objects[twins[0]]
-        axis = _swap_axis(target, twin)
+        axis = swap_axis(target, twin)
         order = {np.sign(target.centre(f - 1)[axis] - twin.centre(f - 1)[axis]) for f in expression.labels}
         if not {-1.0, 1.0} <= order:
             raise SyntheticError(f"{where}: the twins do not swap their order across the labelled frames")
