@@ -14,6 +14,9 @@
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
 #   FIRST_MIX='[1,1,1,0]' STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # the recipe of 2026-11-29
 #   FIRST_MIX='[1,1,0,0]' POS_EMBED=random STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # quickstart's
+#   MODEL_ARGS='model.local_memory.write=window model.reader_positions=true' bash scripts/memory_experiment.sh
+#                                                            # more model overrides, for every variant
+#   VARIANTS='full no_local_memory' DOCS=docs/x bash scripts/memory_experiment.sh   # some of the variants
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,30 +33,41 @@ export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,1.0]}
 export STAGE1_ARGS=${STAGE1_ARGS-train.data.synthetic_start_share=1.0}
 export STAGE2_ARGS=${STAGE2_ARGS-train.data.synthetic_start_share=0.5 train.data.synthetic_context_frame=true}
 POS_EMBED=${POS_EMBED:-sincos}
-EXTRA=(model.vision.pos_embed_init="$POS_EMBED")
+# shellcheck disable=SC2206
+EXTRA=(model.vision.pos_embed_init="$POS_EMBED" ${MODEL_ARGS:-})
 NUM_TEST=50
+ORACLE_VIDEOS=40
 if [ -n "${SMOKE:-}" ]; then
     MINUTES=0.2
     APPEARANCE=0.1
     export VISION_MINUTES=0.05 VISION_STEPS=2
     NUM_TEST=2
+    ORACLE_VIDEOS=1
     EXTRA+=(train.max_steps=2 train.batch_size=2 train.data.samples_per_epoch=4)
 fi
-declare -A VARIANTS=(
+declare -A VARIANTS_ARGS=(
     [full]=""
     [no_local_memory]="model.local_memory.size=0"
     [no_global_memory]="model.global_memory.size=0"
     [no_mask_history]="model.local_memory.mask_history=false"
 )
+# shellcheck disable=SC2206
+SELECTED=(${VARIANTS:-full no_local_memory no_global_memory no_mask_history})
+for variant in "${SELECTED[@]}"; do
+    if [ -z "${VARIANTS_ARGS[$variant]+set}" ]; then
+        echo "unknown variant $variant; expected some of: full no_local_memory no_global_memory no_mask_history" >&2
+        exit 2
+    fi
+done
 start=$(date +%s)
 python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
 runs=()
-for variant in full no_local_memory no_global_memory no_mask_history; do
+for variant in "${SELECTED[@]}"; do
     # shellcheck disable=SC2086
-    bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS[$variant]} "${EXTRA[@]}"
+    bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}"
     # shellcheck disable=SC2086
     python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
-        ${VARIANTS[$variant]} eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
+        ${VARIANTS_ARGS[$variant]} eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
         --output-dir "$OUT/eval/$variant" --no-progress
     runs+=("$variant=$OUT/eval/$variant")
 done
@@ -61,13 +75,24 @@ mkdir -p "$DOCS"
 python scripts/quickstart_report.py --runs "${runs[@]}" --out "$OUT" --plot "$DOCS/memory_experiment.png"
 cp "$OUT/results.json" "$DOCS/memory_experiment.json"
 python scripts/temp_crossing.py --split "$DATA/TEMP" --runs "${runs[@]}" --out "$OUT/temp_crossing.md"
+# does each model use the masks it remembers? (own vs true masks in the local memory, fresh TEMP videos)
+: > "$OUT/memory_oracle.md"
+for run in "${runs[@]}"; do
+    variant=${run%%=*}
+    [ "$variant" = no_local_memory ] && continue  # no local memory: nothing to write a mask into
+    # shellcheck disable=SC2086
+    python scripts/memory_oracle.py --config configs/synthetic/train.yaml \
+        --checkpoint "$OUT/$variant/checkpoints/last.pt" --videos "$ORACLE_VIDEOS" --out "$OUT/oracle_$variant.md" \
+        ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}" > /dev/null
+    { echo "$variant:"; tail -n +2 "$OUT/oracle_$variant.md"; echo; } >> "$OUT/memory_oracle.md"
+done
 elapsed=$(( $(date +%s) - start ))
 {
     echo "# The memory experiment"
     echo
-    echo "Command: \`MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS' bash scripts/memory_experiment.sh\`  "
+    echo "Command: \`MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'} bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
-    echo "Wall time: ${elapsed} s for 4 variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, + evaluation of 4 splits x $NUM_TEST videos)."
+    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, + evaluation of 4 splits x $NUM_TEST videos)."
     echo
     echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
     echo
@@ -76,5 +101,9 @@ elapsed=$(( $(date +%s) - start ))
     echo "![mean IoU per split](memory_experiment.png)"
     echo
     cat "$OUT/temp_crossing.md"
+    echo
+    echo "TEMP on $ORACLE_VIDEOS fresh videos with each model's own masks or the true masks in its local memory (scripts/memory_oracle.py): mean IoU / precision@0.7 in % (frames)"
+    echo
+    cat "$OUT/memory_oracle.md"
 } > "$DOCS/memory_experiment.md"
 echo "memory experiment finished in ${elapsed} s"

@@ -108,6 +108,15 @@ def table(results: dict[str, dict[tuple[str, str], dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
+def report(title: str, results: dict[str, dict[tuple[str, str], dict[str, float]]], out: Path | None) -> None:
+    """Print ``title`` and the :func:`table` of ``results``; also write them to ``out`` when given."""
+    text = f"{title}\n\n{table(results)}\n"
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -123,13 +132,7 @@ def main() -> None:
         if not sep or not variant or not folder:
             parser.error(f"--runs takes VARIANT=DIR, got {run!r}")
         results[variant] = crossing_metrics(read_per_frame_csv(per_frame_file(Path(folder))), groups)
-    text = (
-        f"TEMP by the side of the crossing: mean IoU / {PRECISION} in % (frames)\n\n" + table(results) + "\n"
-    )
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    report(f"TEMP by the side of the crossing: mean IoU / {PRECISION} in % (frames)", results, args.out)
 
 
 if __name__ == "__main__":

@@ -368,3 +368,76 @@ def test_decoder_refine_adds_a_per_pixel_layer_at_full_resolution():
     assert out.shape == (3, 1, *model.image_size)
     with pytest.raises(ValueError, match="refine"):
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.decoder_refine=-1"]))
+
+
+def test_window_local_memory_keeps_the_newest_frames_verbatim():
+    torch.manual_seed(0)
+    config = locater.load_config("configs/model/tiny.yaml", ["model.local_memory.write=window"])
+    model = locater.build_model(config).eval()
+    window = model.local_memory
+    assert window.rule == "window"
+    # no gated-update parameters: only the input norm and the mask encoder
+    assert {name.split(".")[0] for name, _ in window.named_parameters()} == {"input_norm", "mask_encoder"}
+    video, ids = _inputs(frames=5), locater.tokenize(["the red circle"])
+    masks = (torch.rand(5, 1, 1, 64, 64) > 0.5).float()
+    written = []
+    with torch.no_grad():
+        state = model.start(video[:, :3], ids)
+        for t in range(5):
+            vision = model.vision_encoder(video[:, t])
+            features = model.fuse(vision, state.words)[-1][:, 1:]
+            written.append(window.prepare(features, masks[t], model.grid_size))
+            _, state = model.step(video[:, t], state, memory_mask=masks[t])
+            expected = torch.cat(written[-2:], dim=1)  # size 2.0: the two newest frames, oldest first
+            torch.testing.assert_close(state.local_memory, expected)
+    # the default is the released gated rule, with its update parameters
+    gated = locater.build_model(locater.load_config("configs/model/tiny.yaml")).local_memory
+    assert gated.rule == "gated" and hasattr(gated, "address_query")
+    with pytest.raises(ValueError, match="cannot hold one frame"):
+        LocalMemory(8, 64, 4, 2.0, rule="window").write(None, torch.randn(1, 16, 64))
+    with pytest.raises(ValueError, match="unknown memory write rule"):
+        LocalMemory(32, 64, 4, 2.0, rule="fifo")
+
+
+def test_reader_positions_code_the_queries_and_each_local_frame_keys():
+    torch.manual_seed(0)
+    overrides = ["model.local_memory.write=window", "model.reader_positions=true"]
+    model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
+    codes = model.reader_positions
+    assert codes.shape == (16, 64) and "reader_positions" not in model.state_dict()  # fixed, not saved
+    video, ids = _inputs(frames=3), locater.tokenize(["the red circle"])
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory, frame_pos=None, memory_pos=None):
+        seen.append((memory.shape[1], frame_pos, memory_pos))
+        return original(frame, memory, frame_pos, memory_pos)
+
+    model.memory_reader.forward = spy
+    with torch.no_grad():
+        state = model.start(video[:, :3], ids)
+        for t in range(3):
+            _, state = model.step(video[:, t], state)
+    # frame 1 reads the frame itself (16 tokens) + 24 global tokens; frames 2 and 3 one and two remembered frames
+    assert [size for size, _, _ in seen] == [40, 40, 56]
+    for size, frame_pos, memory_pos in seen:
+        torch.testing.assert_close(frame_pos, codes)
+        local = size - 24
+        torch.testing.assert_close(memory_pos[:local], codes.repeat(local // 16, 1))
+        assert torch.count_nonzero(memory_pos[local:]) == 0  # global memory tokens have no grid position
+    # the attention adds the codes to queries and keys only
+    attention = model.memory_reader.attention
+    query, memory = torch.randn(2, 16, 64), torch.randn(2, 40, 64)
+    memory_pos = torch.cat([codes, torch.zeros(24, 64)])
+    out = attention(query, memory, codes, memory_pos)
+    q, k, v = attention.q(query + codes), attention.k(memory + memory_pos), attention.v(memory)
+
+    def heads(x):
+        return x.view(2, -1, 4, 16).transpose(1, 2)
+
+    weights = torch.softmax(heads(q) @ heads(k).transpose(-1, -2) / 4.0, dim=-1)
+    expected = attention.proj((weights @ heads(v)).transpose(1, 2).reshape(2, 16, 64))
+    torch.testing.assert_close(out, expected)
+    assert not torch.allclose(out, attention(query, memory))
+    with pytest.raises(ValueError, match="local_memory.write=window"):
+        locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.reader_positions=true"]))

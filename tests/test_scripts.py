@@ -67,6 +67,26 @@ def test_memory_experiment_smoke(tmp_path):
         assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0\n" in first
         assert "synthetic_start_share: 1.0" in first and "synthetic_context_frame: false" in first
         assert "synthetic_start_share: 0.5" in config and "synthetic_context_frame: true" in config
+    # own vs true masks in the local memory, for each variant that has one
+    oracle = report[report.index("fresh videos with each model's own masks") :]
+    assert [line.rstrip(":") for line in oracle.splitlines() if line.endswith(":")] == [
+        "full",
+        "no_global_memory",
+        "no_mask_history",
+    ]
+    assert oracle.count("| own masks |") == 3 and oracle.count("| true masks |") == 3
+    # some of the variants, with more model overrides
+    env.update(VARIANTS="full", MODEL_ARGS="model.local_memory.write=window model.reader_positions=true")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_results(json.loads((docs / "memory_experiment.json").read_text()), ["full"])
+    report = (docs / "memory_experiment.md").read_text()
+    assert "VARIANTS='full'" in report and "MODEL_ARGS='model.local_memory.write=window" in report
+    config = (tmp_path / "runs/full/config.yaml").read_text()
+    assert "write: window" in config and "reader_positions: true" in config
+    env.update(VARIANTS="full no_memory")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "unknown variant no_memory" in result.stderr
 
 
 def test_ablate_grid_trains_evaluates_and_compares(tmp_path):
@@ -205,3 +225,50 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
     )
     bad = crossing()
     assert bad.returncode != 0 and "00099" in bad.stderr and "not a labelled frame" in bad.stderr
+
+
+def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
+    import runpy
+
+    import torch
+
+    import locater
+    from locater.data.synthetic import generate_video
+    from locater.data.synthetic_scenes import crossing_frame
+
+    oracle = runpy.run_path("scripts/memory_oracle.py")
+    video = generate_video("TEMP", [99, 0], size=64, all_labelled=True)
+    expression = video.expressions[0]
+    tiny = "configs/model/tiny.yaml"
+    logits = {}
+    for history in (True, False):
+        torch.manual_seed(0)
+        cfg = locater.load_config(tiny, [f"model.local_memory.mask_history={history}"])
+        model = locater.build_model(cfg).eval()
+        logits[history] = [oracle["read_video"](model, video, expression, m) for m in (False, True)]
+        assert len(logits[history][0]) == video.num_frames
+    own, true = logits[True]
+    torch.testing.assert_close(own[0], true[0])  # nothing remembered yet at the first frame
+    assert not torch.allclose(own[1], true[1])  # then the remembered mask changes what the model reads
+    for a, b in zip(*logits[False]):  # without mask history the written mask cannot matter
+        torch.testing.assert_close(a, b)
+    # the script: one row per way of writing the memory; before / after counts follow the crossing frame
+    checkpoint = tmp_path / "model.pt"
+    torch.save(model.state_dict(), checkpoint)
+    out = tmp_path / "oracle.md"
+    command = [sys.executable, "scripts/memory_oracle.py", "--config", tiny]
+    command += ["--checkpoint", str(checkpoint), "--videos", "1", "--out", str(out)]
+    command += ["model.local_memory.mask_history=false"]
+    result = subprocess.run(command, capture_output=True, text=True, env=_env())
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        line
+        for line in out.read_text().splitlines()
+        if line.startswith("| own masks") or line.startswith("| true masks")
+    ]
+    assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # no mask history: the same
+    crossing = crossing_frame(video.objects, expression.target)
+    cells = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
+    assert cells[0].endswith(f"({2 * crossing})") and cells[1].endswith(
+        f"({2 * (video.num_frames - crossing)})"
+    )

@@ -29,7 +29,7 @@ from locater.data.synthetic import (
     write_split,
 )
 from locater.data.synthetic_language import RELATION_MARGIN
-from locater.data.synthetic_scenes import TEMP_TRACK_GAP
+from locater.data.synthetic_scenes import TEMP_TRACK_GAP, crossing_frame
 from locater.tokenizer import UNK_ID, VOCAB_PATH, tokenize
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
@@ -237,8 +237,17 @@ def test_temp_twins_cannot_be_told_apart_in_any_single_frame():
         assert len(gaps) == 1
         gap = gaps.pop()
         assert TEMP_TRACK_GAP[0] * 64 <= gap <= TEMP_TRACK_GAP[1] * 64 < RELATION_MARGIN * 64
+        # crossing_frame: the first frame whose order along the motion axis differs from frame 0's, for both twins
+        order = [np.sign(target.centre(t)[axis] - twin.centre(t)[axis]) for t in range(video.num_frames)]
+        crossing = crossing_frame(video.objects, expression.target)
+        assert 1 <= crossing < video.num_frames
+        assert set(order[:crossing]) == {order[0]} and order[crossing] != order[0]
+        assert crossing_frame(video.objects, twins[0]) == crossing
     for pattern, hits in nearer_centre.items():
         assert len(hits) > 50 and 0.35 < np.mean(hits) < 0.65, (pattern, np.mean(hits))
+    # objects that never cross, or a target without exactly one twin: no crossing frame
+    still = generate_video("NORM", 0, 64)
+    assert crossing_frame(still.objects, still.expressions[0].target) is None
 
 
 def test_train_mix_and_bad_arguments(tmp_path):

@@ -7,6 +7,7 @@ import torch
 import locater
 from locater.checkpoint import CheckpointError
 from locater.data.synthetic import generate_video
+from locater.data.synthetic_scenes import crossing_frame
 from locater.data.synthetic_stream import SyntheticClipStream
 from locater.engine.checkpoints import CheckpointManager, load_training_checkpoint
 from locater.engine.losses import LossWeights, segmentation_loss
@@ -157,6 +158,58 @@ def test_synthetic_stream_start_share_begins_clips_at_the_video_start():
     assert sum(start > 0 for start in clip_starts(0.0)) >= 4  # anywhere in 0..9
     with pytest.raises(ValueError, match="synthetic_start_share"):
         SyntheticClipStream(10, 3, 32, 2, start_share=1.5)
+
+
+def test_synthetic_stream_crossing_share_places_temp_clips_across_the_crossing():
+    def clip_offsets(share: float) -> list[int]:
+        """Crossing frame minus clip start, for 12 TEMP clips of 3 frames."""
+        stream = SyntheticClipStream(
+            10, 3, 64, 1, mix=(0, 0, 0, 1), num_frames=(14, 14), crossing_share=share, start_share=0.5
+        )
+        offsets = []
+        for key in range(12):
+            item = stream[(0, key)]
+            video = generate_video("TEMP", [0, key, 12], size=64, num_frames=14, all_labelled=True)
+            frames = preprocess_frames(video.frames, 64)
+            start = next(s for s in range(12) if torch.equal(frames[s : s + 3], item["frames"]))
+            offsets.append(crossing_frame(video.objects, video.expressions[0].target) - start)
+        return offsets
+
+    assert all(offset in (1, 2) for offset in clip_offsets(1.0))
+    assert sum(offset not in (1, 2) for offset in clip_offsets(0.0)) >= 6  # before, or already crossed
+    with pytest.raises(ValueError, match="synthetic_crossing_share"):
+        SyntheticClipStream(10, 3, 32, 2, crossing_share=-0.1)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        SyntheticClipStream(10, 1, 32, 1, crossing_share=0.5)
+
+
+def test_synthetic_stream_frame_stride_reads_the_video_at_a_lower_frame_rate():
+    stream = SyntheticClipStream(
+        10, 3, 64, 1, mix=(0, 0, 0, 1), num_frames=(14, 14), frame_stride=[2, 3], crossing_share=1.0
+    )
+    strides = set()
+    for key in range(10):
+        item = stream[(0, key)]
+        video = generate_video("TEMP", [0, key, 12], size=64, num_frames=14, all_labelled=True)
+        frames = preprocess_frames(video.frames, 64)
+        (start, stride), *others = [
+            (s, k)
+            for k in (1, 2, 3)
+            for s in range(14 - 2 * k)
+            if torch.equal(frames[s : s + 2 * k + 1 : k], item["frames"])
+        ]
+        assert not others and stride in (2, 3)
+        strides.add(stride)
+        # the masks follow the same frames, and the crossing falls between the clip's first and last frame
+        target = int(item["expression"])
+        expected = torch.from_numpy(video.masks[target, start : start + 2 * stride + 1 : stride])
+        assert torch.equal(item["masks"][:, 0].bool(), expected)
+        assert start < crossing_frame(video.objects, target) <= start + 2 * stride
+    assert strides == {2, 3}
+    with pytest.raises(ValueError, match="frames a clip covers"):
+        SyntheticClipStream(10, 3, 64, 1, num_frames=(12, 24), frame_stride=[6])
+    with pytest.raises(ValueError, match="synthetic_frame_stride"):
+        SyntheticClipStream(10, 3, 64, 1, frame_stride=[0, 1])
 
 
 def test_a_few_steps_overfit_a_fixed_tiny_batch():

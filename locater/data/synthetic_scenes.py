@@ -89,6 +89,22 @@ def swap_axis(target: SceneObject, twin: SceneObject) -> int:
     return 0 if target.velocity[0] != 0 or twin.velocity[0] != 0 else 1
 
 
+def crossing_frame(objects: Sequence[SceneObject], target: int) -> int | None:
+    """First 0-based frame at which a TEMP target and its twin are no longer in the order of frame 0 along
+    :func:`swap_axis` (``None`` if they never are, or the target has not exactly one twin)."""
+    twins = identical_twins(list(objects), target)
+    if len(twins) != 1:
+        return None
+    first, second = objects[target], objects[twins[0]]
+    axis = swap_axis(first, second)
+    order = np.sign(first.start[axis] - second.start[axis])
+    velocity = first.velocity[axis] - second.velocity[axis]
+    if velocity == 0 or order == 0 or np.sign(velocity) == order:
+        return None
+    # first frame t with sign(start difference + t * velocity difference) != order (0 counts as changed)
+    return int(np.ceil(-(first.start[axis] - second.start[axis]) / velocity))
+
+
 def validate_expression(video: SyntheticVideo, expression: SyntheticExpression) -> None:
     """Raise :class:`SyntheticError` unless, in every labelled frame, exactly the target satisfies the query and
     at least ``MIN_VISIBLE_PIXELS`` of it are visible; for TEMP also unless the target has one identical twin and

@@ -16,6 +16,7 @@ from torch.utils.data import Dataset
 
 from locater.data.indices import random_global_frame_numbers
 from locater.data.synthetic import KINDS, generate_video
+from locater.data.synthetic_scenes import SyntheticVideo, crossing_frame
 from locater.preprocess import preprocess_frames
 from locater.tokenizer import tokenize
 
@@ -38,6 +39,12 @@ class SyntheticClipStream(Dataset):
             (``context`` True): the trainer writes its true mask into the local memory and does not supervise it,
             so every supervised frame follows a remembered mask, as at test time after the first frame (a TEMP
             clip that begins after the twins crossed cannot tell them apart otherwise). One-frame clips have none.
+        crossing_share: share of TEMP clips placed across the twins' crossing: the first frame at which they are
+            no longer in their first order falls inside the clip, after its first frame (drawn before
+            ``start_share``, which the other clips follow). Clips anywhere rarely straddle it.
+        frame_stride: strides between a clip's frames, one drawn per clip (``[1]``: consecutive frames). A clip
+            of stride ``s`` is the video at ``1/s`` of its frame rate: its objects move ``s`` times as far between
+            frames (a curriculum on motion speed; the test videos are read at stride 1).
         seed: base seed.
 
     Items (see ``__getitem__``): ``frames`` ``T x 3 x S x S``, ``global_frames`` ``N1 x 3 x S x S``, ``input_ids``
@@ -60,6 +67,8 @@ class SyntheticClipStream(Dataset):
         num_frames: Sequence[int] = (12, 24),
         start_share: float = 0.0,
         context_frame: bool = False,
+        crossing_share: float = 0.0,
+        frame_stride: Sequence[int] = (1,),
         seed: int = 0,
     ) -> None:
         if samples_per_epoch < 1:
@@ -69,14 +78,25 @@ class SyntheticClipStream(Dataset):
             raise ValueError(
                 f"train.data.synthetic_mix must be {len(KINDS)} weights for {KINDS}, got {list(mix)}"
             )
+        strides = [int(s) for s in frame_stride]
+        if not strides or min(strides) < 1:
+            raise ValueError(
+                f"train.data.synthetic_frame_stride must be a list of strides >= 1, got {frame_stride}"
+            )
+        span = max(strides) * (clip_length - 1) + 1  # frames a clip covers at the largest stride
         low, high = (int(n) for n in num_frames)
-        if not max(clip_length, num_global_frames, 1) <= low <= high:
+        if not max(span, num_global_frames, 1) <= low <= high:
             raise ValueError(
                 f"train.data.synthetic_frames {list(num_frames)} must be [min, max] with "
-                f"min >= clip_length ({clip_length}) and >= N1 ({num_global_frames})"
+                f"min >= the frames a clip covers ({clip_length} at stride {max(strides)}: {span}) and "
+                f">= N1 ({num_global_frames})"
             )
         if not 0.0 <= float(start_share) <= 1.0:
             raise ValueError(f"train.data.synthetic_start_share must be in [0, 1], got {start_share}")
+        if not 0.0 <= float(crossing_share) <= 1.0:
+            raise ValueError(f"train.data.synthetic_crossing_share must be in [0, 1], got {crossing_share}")
+        if crossing_share > 0 and clip_length < 2:
+            raise ValueError("train.data.synthetic_crossing_share needs clips of at least 2 frames")
         self.samples_per_epoch = samples_per_epoch
         self.clip_length = clip_length
         self.image_size = image_size
@@ -86,6 +106,8 @@ class SyntheticClipStream(Dataset):
         self.num_frames = (low, high)
         self.start_share = float(start_share)
         self.context_frame = bool(context_frame)
+        self.crossing_share = float(crossing_share)
+        self.frame_strides = strides
         self.seed = seed
         self._token_cache: dict[str, torch.Tensor] = {}
 
@@ -104,6 +126,19 @@ class SyntheticClipStream(Dataset):
             tensor = (F.interpolate(tensor, size=size, mode="bilinear", align_corners=True) > 0.5).float()
         return tensor
 
+    def _start_across_crossing(
+        self, video: SyntheticVideo, rng: np.random.Generator, sample_seed: int, stride: int
+    ) -> int:
+        """A clip start whose first frame comes before the twins' crossing frame ``c`` and whose last frame does
+        not (the clip covers ``stride * (T - 1) + 1`` frames)."""
+        crossing = crossing_frame(video.objects, video.expressions[0].target)
+        if crossing is None or not 1 <= crossing < video.num_frames:
+            raise RuntimeError(f"synthetic TEMP video of sample {sample_seed}: its twins never cross")
+        span = stride * (self.clip_length - 1) + 1
+        low = max(0, crossing - span + 1)
+        high = min(crossing - 1, video.num_frames - span)
+        return int(rng.integers(low, high + 1))
+
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         """One clip.
 
@@ -118,10 +153,18 @@ class SyntheticClipStream(Dataset):
         video = generate_video(
             kind, [self.seed, sample_seed, 12], size=self.render_size, num_frames=length, all_labelled=True
         )
-        start = int(rng.integers(0, length - self.clip_length + 1))
-        if self.start_share > 0 and rng.random() < self.start_share:  # no extra draw at 0: streams as before
+        # no extra draw when a share is 0 or there is one stride: streams as before
+        if len(self.frame_strides) > 1:
+            stride = self.frame_strides[int(rng.integers(len(self.frame_strides)))]
+        else:
+            stride = self.frame_strides[0]
+        span = stride * (self.clip_length - 1) + 1
+        start = int(rng.integers(0, length - span + 1))
+        if kind == "TEMP" and self.crossing_share > 0 and rng.random() < self.crossing_share:
+            start = self._start_across_crossing(video, rng, sample_seed, stride)
+        elif self.start_share > 0 and rng.random() < self.start_share:
             start = 0
-        clip = slice(start, start + self.clip_length)
+        clip = slice(start, start + span, stride)
         global_numbers = random_global_frame_numbers(length, self.num_global_frames, rng)
         expression = video.expressions[int(rng.integers(len(video.expressions)))]  # SPAT, TEMP: either twin
         global_frames = (

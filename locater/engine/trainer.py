@@ -210,6 +210,8 @@ def build_train_dataset(cfg: Config) -> Dataset:
             num_frames=data.synthetic_frames,
             start_share=data.synthetic_start_share,
             context_frame=data.synthetic_context_frame,
+            crossing_share=data.synthetic_crossing_share,
+            frame_stride=data.synthetic_frame_stride,
             seed=cfg.seed,
         )
     if data.source == "layout":

@@ -16,7 +16,7 @@ from locater.model.memory import GlobalMemory, LocalMemory
 from locater.model.query import QueryGenerator
 from locater.model.reader import MemoryReader
 from locater.model.text import TextEncoder
-from locater.model.vision import VisionEncoder
+from locater.model.vision import VisionEncoder, sincos_position_embedding
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +76,14 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         GlobalMemory(global_capacity, dim, heads, m.memory_mlp_ratio) if global_capacity > 0 else None
     )
     local_memory = (
-        LocalMemory(local_capacity, dim, heads, m.memory_mlp_ratio, mask_history=m.local_memory.mask_history)
+        LocalMemory(
+            local_capacity,
+            dim,
+            heads,
+            m.memory_mlp_ratio,
+            mask_history=m.local_memory.mask_history,
+            rule=m.local_memory.write,
+        )
         if local_capacity > 0
         else None
     )
@@ -93,6 +100,7 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         local_memory=local_memory,
         query_generator=QueryGenerator(dim, heads, m.memory_mlp_ratio),
         memory_reader=MemoryReader(dim, heads, m.reader_residual),
+        reader_positions=sincos_position_embedding(vision.grid_size, dim) if m.reader_positions else None,
         mask_decoder=MaskDecoder(
             dim,
             heads,

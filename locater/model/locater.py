@@ -82,6 +82,9 @@ class Locater(nn.Module):
         aux_heads: one head per fusion stage, or ``None``.
         num_global_frames: ``N1``, frames used to build the global memory.
         checkpoint_fusion: activation checkpointing of the fusion stages while training.
+        reader_positions: optional ``N x C`` position code of the token grid, added to the memory reader's queries
+            and to the keys of the local memory's frames (global memory tokens get none); needs a local memory
+            that keeps whole frames in order (``rule="window"``) or none. Not the released model.
     """
 
     def __init__(
@@ -97,8 +100,14 @@ class Locater(nn.Module):
         aux_heads: nn.ModuleList | None = None,
         num_global_frames: int = 3,
         checkpoint_fusion: bool = False,
+        reader_positions: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
+        if reader_positions is not None and local_memory is not None and local_memory.rule != "window":
+            raise ValueError(
+                "position codes in the memory read need a local memory that keeps whole frames in order "
+                "(model.local_memory.write=window) or none"
+            )
         self.vision_encoder = vision_encoder
         self.text_encoder = text_encoder
         self.fusion = fusion_stages
@@ -111,6 +120,8 @@ class Locater(nn.Module):
         self.num_global_frames = num_global_frames
         self.checkpoint_fusion = checkpoint_fusion
         self.grid_size: tuple[int, int] = vision_encoder.grid_size
+        self.reader_positions: torch.Tensor | None
+        self.register_buffer("reader_positions", reader_positions, persistent=False)
 
     # ----------------------------------------------------------------------------------------------- helpers
     @property
@@ -210,6 +221,23 @@ class Locater(nn.Module):
         output, state = self.step_with_aux(frame, state, memory_mask, memory_mask_select, with_aux=False)
         return output.logits, state
 
+    def _read_positions(
+        self, features: torch.Tensor, local: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Position codes of the reader's queries (``N x C``) and keys (``M x C``: the grid code for each frame in
+        the local memory, zeros for the global memory), or ``(None, None)`` without them."""
+        if self.reader_positions is None:
+            return None, None
+        codes = self.reader_positions.to(features.dtype)
+        num_tokens = codes.shape[0]
+        frames, rest = divmod(local.shape[1], num_tokens)
+        if rest:
+            raise RuntimeError(f"local memory of {local.shape[1]} tokens is not whole frames of {num_tokens}")
+        keys = torch.cat(
+            [codes.repeat(frames, 1), codes.new_zeros(memory.shape[1] - local.shape[1], codes.shape[1])]
+        )
+        return codes, keys
+
     def step_with_aux(
         self,
         frame: torch.Tensor,
@@ -233,7 +261,7 @@ class Locater(nn.Module):
             global_mean = torch.zeros_like(frame_mean)
             memory = local
         queries = self.query_generator(state.words, frame_mean, local.mean(dim=1), global_mean)
-        read = self.memory_reader(features, memory)
+        read = self.memory_reader(features, memory, *self._read_positions(features, local, memory))
         image = frame if self.mask_decoder.image_skip else None
         logits = self.mask_decoder(read, queries, self.grid_size, image, state.video_index)
 

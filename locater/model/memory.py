@@ -6,6 +6,11 @@ Write rule (per frame of ``N`` tokens, memory capacity ``M`` tokens):
     to ``M`` tokens with copies of its mean token, and that frame and every later one update it with the gated
     erase/add rule of :meth:`MemoryWriter.update`, followed by a LayerNorm.
 The local memory first adds an encoding of the predicted mask to the frame features (the mask history).
+
+The local memory may instead keep a sliding window (``rule="window"``, not the released model): the newest
+``M // N`` frames, verbatim and in order, so that the frames it reads at any point of a long video are the kind of
+frames it read in training clips (under the gated rule a clip of ``M // N + 1`` frames never reads an updated
+memory, but every later frame of a long video does).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
+
+WRITE_RULES = ("gated", "window")
 
 
 class MemoryWriter(nn.Module):
@@ -25,6 +32,8 @@ class MemoryWriter(nn.Module):
         num_heads: addressing heads ``H`` (``C`` divisible by ``H``).
         mlp_ratio: hidden width / ``C`` of the MLPs.
         candidate_norm: add a LayerNorm after the candidate MLP (the local memory does).
+        rule: ``"gated"`` (the released write rule, module docstring) or ``"window"`` (keep the newest
+            ``capacity // N`` frames whole; it has no update parameters).
     """
 
     def __init__(
@@ -34,16 +43,25 @@ class MemoryWriter(nn.Module):
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
         candidate_norm: bool = False,
+        rule: str = "gated",
     ) -> None:
         super().__init__()
         if capacity <= 0:
             raise ValueError(f"memory capacity must be positive, got {capacity}")
         if dim % num_heads:
             raise ValueError(f"memory width {dim} is not divisible by {num_heads} heads")
+        if rule not in WRITE_RULES:
+            raise ValueError(f"unknown memory write rule {rule!r}; expected one of {WRITE_RULES}")
         self.capacity = int(capacity)
         self.num_heads = num_heads
-        hidden = int(dim * mlp_ratio)
+        self.rule = rule
         self.input_norm = nn.LayerNorm(dim)
+        if rule == "gated":
+            self._build_gated_update(dim, mlp_ratio, candidate_norm)
+        self.apply(_init_linear_and_norm)
+
+    def _build_gated_update(self, dim: int, mlp_ratio: float, candidate_norm: bool) -> None:
+        hidden = int(dim * mlp_ratio)
         self.candidate_mlp = Mlp(2 * dim, hidden, dim)
         self.candidate_norm = nn.LayerNorm(dim) if candidate_norm else nn.Identity()
         self.address_query = nn.Linear(dim, dim)
@@ -51,8 +69,7 @@ class MemoryWriter(nn.Module):
         self.retain_mlp = Mlp(dim, hidden, dim)
         self.add_mlp = Mlp(dim, hidden, dim)
         self.output_norm = nn.LayerNorm(dim)
-        self.scale = (dim // num_heads) ** -0.5
-        self.apply(_init_linear_and_norm)
+        self.scale = (dim // self.num_heads) ** -0.5
 
     def candidate(self, tokens: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
         """``MLP([tokens ; mean(memory)])`` without materialising the concatenation.
@@ -113,6 +130,8 @@ class MemoryWriter(nn.Module):
             ``B x m' x C`` new memory.
         """
         num_tokens = tokens.shape[1]
+        if self.rule == "window":
+            return self._write_window(memory, tokens)
         if memory is None:
             if num_tokens <= self.capacity:
                 return tokens
@@ -123,6 +142,17 @@ class MemoryWriter(nn.Module):
             padding = memory.mean(dim=1, keepdim=True).expand(-1, self.capacity - memory.shape[1], -1)
             memory = torch.cat([memory, padding], dim=1)
         return self.output_norm(self.update(memory, tokens))
+
+    def _write_window(self, memory: torch.Tensor | None, tokens: torch.Tensor) -> torch.Tensor:
+        """Append the frame and keep the newest ``capacity // N`` frames (oldest first)."""
+        num_tokens = tokens.shape[1]
+        frames = self.capacity // num_tokens
+        if frames < 1:
+            raise ValueError(
+                f"a sliding-window memory of {self.capacity} tokens cannot hold one frame of {num_tokens} tokens"
+            )
+        memory = tokens if memory is None else torch.cat([memory, tokens], dim=1)
+        return memory[:, -frames * num_tokens :]
 
 
 class GlobalMemory(MemoryWriter):
@@ -147,6 +177,7 @@ class LocalMemory(MemoryWriter):
 
     Args:
         mask_history: add the encoding of the written mask to the frame features.
+        rule: ``"gated"`` (released) or ``"window"`` (the newest frames, verbatim).
         (other arguments as :class:`MemoryWriter`; the candidate MLP is followed by a LayerNorm.)
     """
 
@@ -157,8 +188,9 @@ class LocalMemory(MemoryWriter):
         num_heads: int = 8,
         mlp_ratio: float = 4.0,
         mask_history: bool = True,
+        rule: str = "gated",
     ) -> None:
-        super().__init__(capacity, dim, num_heads, mlp_ratio, candidate_norm=True)
+        super().__init__(capacity, dim, num_heads, mlp_ratio, candidate_norm=True, rule=rule)
         self.mask_history = mask_history
         self.mask_encoder = nn.Conv2d(1, dim, kernel_size=3, padding=1)
 

@@ -20,9 +20,17 @@ class MemoryAttention(nn.Module):
         self.v = nn.Linear(dim, dim)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, query: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        query: torch.Tensor,
+        memory: torch.Tensor,
+        query_pos: torch.Tensor | None = None,
+        memory_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Args:
             query: ``B x N x C``; memory: ``B x M x C``.
+            query_pos, memory_pos: optional ``N x C`` / ``M x C`` position codes added to the queries' and the
+                keys' inputs (not to the values), as DETR's attention does.
 
         Returns:
             ``B x N x C``.
@@ -33,8 +41,10 @@ class MemoryAttention(nn.Module):
         def split(x: torch.Tensor) -> torch.Tensor:
             return x.view(batch, -1, heads, dim // heads).transpose(1, 2)
 
+        keys = memory if memory_pos is None else memory + memory_pos
+        queries = query if query_pos is None else query + query_pos
         out = F.scaled_dot_product_attention(
-            split(self.q(query)), split(self.k(memory)), split(self.v(memory))
+            split(self.q(queries)), split(self.k(keys)), split(self.v(memory))
         )
         return self.proj(out.transpose(1, 2).reshape(batch, num_query, dim))
 
@@ -49,12 +59,19 @@ class MemoryReader(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.residual = residual
 
-    def forward(self, frame: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        frame: torch.Tensor,
+        memory: torch.Tensor,
+        frame_pos: torch.Tensor | None = None,
+        memory_pos: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Args:
             frame: ``B x N x C`` frame features; memory: ``B x M x C``.
+            frame_pos, memory_pos: optional position codes of the queries and keys (:class:`MemoryAttention`).
 
         Returns:
             ``B x N x C`` read features.
         """
-        read = self.attention(frame, memory)
+        read = self.attention(frame, memory, frame_pos, memory_pos)
         return self.norm(frame + read if self.residual else read)
