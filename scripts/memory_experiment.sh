@@ -67,7 +67,7 @@ for variant in "${SELECTED[@]}"; do
     bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}"
     # shellcheck disable=SC2086
     python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
-        ${VARIANTS_ARGS[$variant]} eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
+        ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}" eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
         --output-dir "$OUT/eval/$variant" --no-progress
     runs+=("$variant=$OUT/eval/$variant")
 done
