@@ -23,30 +23,32 @@ import torch
 
 import locater
 from locater.data.indices import global_frame_numbers
-from locater.data.synthetic import generate_video, identical_twins
-from locater.data.synthetic_scenes import crossing_frame
+from locater.data.synthetic import generate_video
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.preprocess import preprocess_frames
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from temp_crossing import GROUPS, PRECISION, report  # noqa: E402
+from temp_crossing import GROUPS, PRECISION, report, twin_crossing  # noqa: E402
 
 MODES = {"own masks": False, "true masks": True}
 
 
 @torch.no_grad()
-def read_video(model: locater.Locater, video, expression, true_masks: bool) -> list[torch.Tensor]:
-    """Logits ``1 x 1 x S x S`` of every frame of one expression, online."""
-    size = model.image_size[0]
-    frames = preprocess_frames(video.frames, size)
-    numbers = global_frame_numbers(video.num_frames, model.num_global_frames if model.global_memory else 0)
-    state = model.start(frames[[n - 1 for n in numbers]][None], locater.tokenize([expression.sentence]))
-    masks = torch.from_numpy(video.masks[expression.target].astype(np.float32))[:, None]  # T x 1 x H x W
-    masks = torch.nn.functional.interpolate(masks, size=(size, size), mode="nearest")
+def read_video(
+    model: locater.Locater, frames: torch.Tensor, input_ids: torch.Tensor, masks: torch.Tensor | None
+) -> list[torch.Tensor]:
+    """Logits ``1 x 1 x S x S`` of every frame of one expression, online.
+
+    Args:
+        frames: ``T x 3 x S x S`` pre-processed frames; input_ids: ``1 x L``.
+        masks: ``T x 1 x S x S`` true masks to write into the local memory, or ``None`` for the model's own.
+    """
+    numbers = global_frame_numbers(len(frames), model.num_global_frames if model.global_memory else 0)
+    state = model.start(frames[[n - 1 for n in numbers]][None], input_ids)
     outputs = []
-    for t in range(video.num_frames):
+    for t in range(len(frames)):
         logits, state = model.step(
-            frames[t : t + 1], state, memory_mask=masks[t : t + 1] if true_masks else None
+            frames[t : t + 1], state, memory_mask=None if masks is None else masks[t : t + 1]
         )
         outputs.append(logits)
     return outputs
@@ -57,15 +59,21 @@ def oracle_metrics(
 ) -> dict[str, dict[tuple[str, str], dict[str, float]]]:
     """Per mode of :data:`MODES`, the metrics of each ``(pattern, side)`` group of ``GROUPS``."""
     records: dict[str, dict[tuple[str, str], list[FrameRecord]]] = {m: defaultdict(list) for m in MODES}
+    model_size = model.image_size[0]
     for index in range(num_videos):
         video = generate_video("TEMP", [seed, index], size=size, all_labelled=True)
+        frames = preprocess_frames(video.frames, model_size)
         for expression in video.expressions:
-            twin = video.objects[identical_twins(video.objects, expression.target)[0]]
-            target = video.objects[expression.target]
-            pattern = "both move" if "still" not in (target.motion, twin.motion) else "one still"
-            crossing = crossing_frame(video.objects, expression.target)
+            where = f"TEMP video {index} (seed {seed}), target {expression.target}"
+            pattern, crossing = twin_crossing(video.objects, expression.target, where)
+            truth = torch.from_numpy(video.masks[expression.target].astype(np.float32))[
+                :, None
+            ]  # T x 1 x H x W
+            truth = torch.nn.functional.interpolate(truth, size=(model_size, model_size), mode="nearest")
+            input_ids = locater.tokenize([expression.sentence])
             for mode, true_masks in MODES.items():
-                for t, logits in enumerate(read_video(model, video, expression, true_masks)):
+                outputs = read_video(model, frames, input_ids, truth if true_masks else None)
+                for t, logits in enumerate(outputs):
                     record = score_frame(
                         logits,
                         video.masks[expression.target, t],

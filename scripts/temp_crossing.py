@@ -17,14 +17,14 @@ precision@0.5 counts as a hit.
 from __future__ import annotations
 
 import argparse
+import math
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from locater.data.synthetic import identical_twins, read_scenes
 from locater.data.synthetic_files import objects_from_record
-from locater.data.synthetic_scenes import swap_axis
+from locater.data.synthetic_render import SceneObject
+from locater.data.synthetic_scenes import crossing_frame
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, read_per_frame_csv
 
 PRECISION = "precision@0.7"
@@ -36,6 +36,24 @@ GROUPS = (
     ("one still", "before"),
     ("one still", "after"),
 )
+
+
+def twin_crossing(objects: list[SceneObject], target: int, where: str) -> tuple[str, float]:
+    """Scene pattern of a TEMP target and its twin (``"both move"`` or ``"one still"``) and the 0-based frame from
+    which they are no longer in their first order along the motion axis
+    (:func:`~locater.data.synthetic_scenes.crossing_frame`; ``inf`` if they never are).
+
+    Args:
+        objects: the video's scene objects; target: index of the target among them; where: names it in errors.
+    """
+    twins = identical_twins(objects, target)
+    if len(twins) != 1:
+        raise ValueError(f"{where}: {len(twins)} twins, expected 1")
+    motions = (objects[target].motion, objects[twins[0]].motion)
+    crossing = crossing_frame(objects, target)
+    return (
+        "both move" if "still" not in motions else "one still"
+    ), math.inf if crossing is None else crossing
 
 
 def frame_groups(scenes: dict) -> dict[tuple[str, str, int], tuple[str, str]]:
@@ -50,19 +68,11 @@ def frame_groups(scenes: dict) -> dict[tuple[str, str, int], tuple[str, str]]:
             raise ValueError(f"{video_id}: a {video['kind']} video, expected TEMP")
         objects = objects_from_record(video, video_id)
         for expression in video["expressions"]:
-            twins = identical_twins(objects, expression["target"])
-            if len(twins) != 1:
-                raise ValueError(f"{video_id}/{expression['id']}: {len(twins)} twins, expected 1")
-            target, twin = objects[expression["target"]], objects[twins[0]]
-            axis = swap_axis(target, twin)
-            pattern = "both move" if "still" not in (target.motion, twin.motion) else "one still"
-            first = np.sign(target.centre(0)[axis] - twin.centre(0)[axis])
+            where = f"{video_id}/{expression['id']}"
+            pattern, crossing = twin_crossing(objects, expression["target"], where)
             for frame in expression["labels"]:
-                order = np.sign(target.centre(frame - 1)[axis] - twin.centre(frame - 1)[axis])
-                groups[(video_id, expression["id"], int(frame))] = (
-                    pattern,
-                    "before" if order == first else "after",
-                )
+                side = "before" if frame - 1 < crossing else "after"
+                groups[(video_id, expression["id"], int(frame))] = (pattern, side)
     return groups
 
 

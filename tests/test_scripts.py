@@ -235,17 +235,20 @@ def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     import locater
     from locater.data.synthetic import generate_video
     from locater.data.synthetic_scenes import crossing_frame
+    from locater.preprocess import preprocess_frames
 
     oracle = runpy.run_path("scripts/memory_oracle.py")
     video = generate_video("TEMP", [99, 0], size=64, all_labelled=True)
     expression = video.expressions[0]
+    frames, input_ids = preprocess_frames(video.frames, 64), locater.tokenize([expression.sentence])
+    truth = torch.from_numpy(video.masks[expression.target]).float()[:, None]
     tiny = "configs/model/tiny.yaml"
     logits = {}
     for history in (True, False):
         torch.manual_seed(0)
         cfg = locater.load_config(tiny, [f"model.local_memory.mask_history={history}"])
         model = locater.build_model(cfg).eval()
-        logits[history] = [oracle["read_video"](model, video, expression, m) for m in (False, True)]
+        logits[history] = [oracle["read_video"](model, frames, input_ids, m) for m in (None, truth)]
         assert len(logits[history][0]) == video.num_frames
     own, true = logits[True]
     torch.testing.assert_close(own[0], true[0])  # nothing remembered yet at the first frame

@@ -127,14 +127,13 @@ class SyntheticClipStream(Dataset):
         return tensor
 
     def _start_across_crossing(
-        self, video: SyntheticVideo, rng: np.random.Generator, sample_seed: int, stride: int
+        self, video: SyntheticVideo, rng: np.random.Generator, sample_seed: int, span: int
     ) -> int:
-        """A clip start whose first frame comes before the twins' crossing frame ``c`` and whose last frame does
-        not (the clip covers ``stride * (T - 1) + 1`` frames)."""
+        """A start for a clip covering ``span`` frames whose first frame comes before the twins' crossing frame
+        ``c`` and whose last frame does not."""
         crossing = crossing_frame(video.objects, video.expressions[0].target)
         if crossing is None or not 1 <= crossing < video.num_frames:
             raise RuntimeError(f"synthetic TEMP video of sample {sample_seed}: its twins never cross")
-        span = stride * (self.clip_length - 1) + 1
         low = max(0, crossing - span + 1)
         high = min(crossing - 1, video.num_frames - span)
         return int(rng.integers(low, high + 1))
@@ -161,7 +160,7 @@ class SyntheticClipStream(Dataset):
         span = stride * (self.clip_length - 1) + 1
         start = int(rng.integers(0, length - span + 1))
         if kind == "TEMP" and self.crossing_share > 0 and rng.random() < self.crossing_share:
-            start = self._start_across_crossing(video, rng, sample_seed, stride)
+            start = self._start_across_crossing(video, rng, sample_seed, span)
         elif self.start_share > 0 and rng.random() < self.start_share:
             start = 0
         clip = slice(start, start + span, stride)
