@@ -441,3 +441,34 @@ def test_reader_positions_code_the_queries_and_each_local_frame_keys():
     assert not torch.allclose(out, attention(query, memory))
     with pytest.raises(ValueError, match="local_memory.write=window"):
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.reader_positions=true"]))
+
+
+def test_patch_mask_encoding_projects_every_pixel_of_each_patch():
+    torch.manual_seed(0)
+    model = locater.build_model(
+        locater.load_config("configs/model/tiny.yaml", ["model.local_memory.mask_encoding=patch"])
+    )
+    memory = model.local_memory
+    patch = model.vision_encoder.vit.patch_embed.patch_size[0]
+    grid_h, grid_w = model.grid_size
+    assert memory.mask_encoder.weight.shape == (64, patch * patch)
+    mask = (torch.rand(2, 1, grid_h * patch, grid_w * patch) > 0.5).float()
+    encoding = memory.encode_mask(mask, model.grid_size)
+    assert encoding.shape == (2, grid_h * grid_w, 64)
+    for b, row, col in [(0, 0, 0), (1, 2, 3), (0, grid_h - 1, 1)]:
+        pixels = mask[b, 0, row * patch : (row + 1) * patch, col * patch : (col + 1) * patch].reshape(-1)
+        expected = memory.mask_encoder.weight @ pixels + memory.mask_encoder.bias
+        torch.testing.assert_close(encoding[b, row * grid_w + col], expected)
+    # a pixel off the patch centre changes its own token only (the released encoding samples near the centre)
+    moved = mask.clone()
+    moved[0, 0, 0, 0] = 1.0 - moved[0, 0, 0, 0]
+    changed = (memory.encode_mask(moved, model.grid_size) - encoding).abs().sum(-1) > 0
+    assert changed[0].nonzero().flatten().tolist() == [0] and not changed[1].any()
+    conv = locater.build_model(locater.load_config("configs/model/tiny.yaml")).local_memory
+    assert torch.equal(conv.encode_mask(moved, model.grid_size), conv.encode_mask(mask, model.grid_size))
+    with pytest.raises(ValueError, match="grid of"):
+        memory.encode_mask(mask[..., :-1], model.grid_size)
+    with pytest.raises(ValueError, match="unknown mask encoding"):
+        LocalMemory(32, 64, 4, 2.0, mask_encoding="pool")
+    with pytest.raises(ValueError, match="patch_size"):
+        LocalMemory(32, 64, 4, 2.0, mask_encoding="patch")

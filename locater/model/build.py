@@ -83,6 +83,8 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
             m.memory_mlp_ratio,
             mask_history=m.local_memory.mask_history,
             rule=m.local_memory.write,
+            mask_encoding=m.local_memory.mask_encoding,
+            patch_size=m.patch_size,
         )
         if local_capacity > 0
         else None

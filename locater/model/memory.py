@@ -5,7 +5,10 @@ Write rule (per frame of ``N`` tokens, memory capacity ``M`` tokens):
   * when a frame does not fit whole, the memory so far (or, if empty, the mean token of that frame) is padded up
     to ``M`` tokens with copies of its mean token, and that frame and every later one update it with the gated
     erase/add rule of :meth:`MemoryWriter.update`, followed by a LayerNorm.
-The local memory first adds an encoding of the predicted mask to the frame features (the mask history).
+The local memory first adds an encoding of the predicted mask to the frame features (the mask history): the
+released encoding is a 3x3 convolution of the full-resolution mask resized bilinearly to the token grid, which
+samples each patch near its centre (about 4 x 4 of its pixels); ``mask_encoding="patch"`` (not the released model)
+instead projects every pixel of each patch, so a token also remembers which part of its patch was the object.
 
 The local memory may instead keep a sliding window (``rule="window"``, not the released model): the newest
 ``M // N`` frames, verbatim and in order, so that the frames it reads at any point of a long video are the kind of
@@ -21,6 +24,7 @@ from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
 WRITE_RULES = ("gated", "window")
+MASK_ENCODINGS = ("conv", "patch")
 
 
 class MemoryWriter(nn.Module):
@@ -178,6 +182,9 @@ class LocalMemory(MemoryWriter):
     Args:
         mask_history: add the encoding of the written mask to the frame features.
         rule: ``"gated"`` (released) or ``"window"`` (the newest frames, verbatim).
+        mask_encoding: ``"conv"`` (released: a 3x3 convolution, then a bilinear resize to the token grid) or
+            ``"patch"`` (each ``patch_size x patch_size`` patch of the mask, flattened, through a linear layer).
+        patch_size: pixels per token side (needed by ``mask_encoding="patch"``).
         (other arguments as :class:`MemoryWriter`; the candidate MLP is followed by a LayerNorm.)
     """
 
@@ -189,12 +196,49 @@ class LocalMemory(MemoryWriter):
         mlp_ratio: float = 4.0,
         mask_history: bool = True,
         rule: str = "gated",
+        mask_encoding: str = "conv",
+        patch_size: int | None = None,
     ) -> None:
         super().__init__(capacity, dim, num_heads, mlp_ratio, candidate_norm=True, rule=rule)
+        if mask_encoding not in MASK_ENCODINGS:
+            raise ValueError(f"unknown mask encoding {mask_encoding!r}; expected one of {MASK_ENCODINGS}")
         self.mask_history = mask_history
-        self.mask_encoder = nn.Conv2d(1, dim, kernel_size=3, padding=1)
+        self.mask_encoding = mask_encoding
+        self.mask_encoder: nn.Module
+        if mask_encoding == "patch":
+            if not patch_size or patch_size < 1:
+                raise ValueError(f"mask_encoding='patch' needs a positive patch_size, got {patch_size}")
+            self.patch_size = int(patch_size)
+            self.mask_encoder = nn.Linear(self.patch_size**2, dim)
+        else:
+            self.mask_encoder = nn.Conv2d(1, dim, kernel_size=3, padding=1)
 
     def encode_mask(self, mask: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """The mask's encoding on the token grid (:attr:`mask_encoding`: :meth:`_encode_mask_conv` or
+        :meth:`_encode_mask_patches`).
+
+        Args:
+            mask: ``B x 1 x H x W`` float mask (0/1).
+            grid_size: ``(h, w)`` token grid.
+
+        Returns:
+            ``B x (h*w) x C`` mask encoding.
+        """
+        if self.mask_encoding == "patch":
+            return self._encode_mask_patches(mask, grid_size)
+        return self._encode_mask_conv(mask, grid_size)
+
+    def _encode_mask_patches(self, mask: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
+        """Each ``p x p`` patch of the mask (row-major pixels) through one linear layer: ``B x (h*w) x C``."""
+        batch, _, height, width = mask.shape
+        grid_h, grid_w = grid_size
+        p = self.patch_size
+        if (height, width) != (grid_h * p, grid_w * p):
+            raise ValueError(f"a {height}x{width} mask is not a {grid_h}x{grid_w} grid of {p}-pixel patches")
+        patches = mask.view(batch, grid_h, p, grid_w, p).permute(0, 1, 3, 2, 4)
+        return self.mask_encoder(patches.reshape(batch, grid_h * grid_w, p * p))
+
+    def _encode_mask_conv(self, mask: torch.Tensor, grid_size: tuple[int, int]) -> torch.Tensor:
         """Conv3x3 on the full-resolution mask, then bilinear resize (align_corners=False) to the token grid.
 
         Both operations are linear, so the resize is applied to the 9 shifted copies of the mask first and the
