@@ -8,7 +8,10 @@ higher with the true masks, after the twins' crossing above all; one that ignore
 
 Overrides must rebuild the model the checkpoint was trained with (e.g. ``model.local_memory.write=window``).
 The table has the columns of ``scripts/temp_crossing.py`` (frame "before" / "after" the crossing, scene pattern;
-mean IoU / precision@0.7 in %, frames), one row per way of writing the memory.
+mean IoU / precision@0.7 in %, frames), one row per way of writing the memory. A second table says whom the model
+segments at the first frames: mean IoU with the target and with its twin at frames 1, 2, 3 and over the later
+frames. At frame 1 nothing is remembered yet, so both rows agree there; a model that covers both twins at frame 1
+(about 0.4 / 0.4) has nothing in its own memory to tell them apart later.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 import locater
 from locater.data.indices import global_frame_numbers
 from locater.data.synthetic import generate_video
+from locater.data.synthetic_scenes import identical_twins
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.preprocess import preprocess_frames
 
@@ -31,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from temp_crossing import GROUPS, PRECISION, report, twin_crossing  # noqa: E402
 
 MODES = {"own masks": False, "true masks": True}
+FIRST_FRAMES = ("frame 1", "frame 2", "frame 3", "later frames")
 
 
 @torch.no_grad()
@@ -56,9 +61,11 @@ def read_video(
 
 def oracle_metrics(
     model: locater.Locater, num_videos: int, seed: int, size: int
-) -> dict[str, dict[tuple[str, str], dict[str, float]]]:
-    """Per mode of :data:`MODES`, the metrics of each ``(pattern, side)`` group of ``GROUPS``."""
+) -> tuple[dict[str, dict[tuple[str, str], dict[str, float]]], dict[str, dict[tuple[str, str], float]]]:
+    """Per mode of :data:`MODES`: the metrics of each ``(pattern, side)`` group of ``GROUPS``, and the mean IoU
+    with the target and with its twin (``(bucket, "target" | "twin")``) in each bucket of :data:`FIRST_FRAMES`."""
     records: dict[str, dict[tuple[str, str], list[FrameRecord]]] = {m: defaultdict(list) for m in MODES}
+    first: dict[str, dict[tuple[str, str], list[FrameRecord]]] = {m: defaultdict(list) for m in MODES}
     model_size = model.image_size[0]
     for index in range(num_videos):
         video = generate_video("TEMP", [seed, index], size=size, all_labelled=True)
@@ -66,6 +73,7 @@ def oracle_metrics(
         for expression in video.expressions:
             where = f"TEMP video {index} (seed {seed}), target {expression.target}"
             pattern, crossing = twin_crossing(video.objects, expression.target, where)
+            twin = identical_twins(video.objects, expression.target)[0]  # twin_crossing checked there is one
             truth = torch.from_numpy(video.masks[expression.target].astype(np.float32))[
                 :, None
             ]  # T x 1 x H x W
@@ -85,10 +93,36 @@ def oracle_metrics(
                     side = "before" if t < crossing else "after"
                     records[mode][(pattern, side)].append(record)
                     records[mode][("all", side)].append(record)
-    return {
+                    bucket = FIRST_FRAMES[min(t, len(FIRST_FRAMES) - 1)]
+                    first[mode][(bucket, "target")].append(record)
+                    first[mode][(bucket, "twin")].append(
+                        score_frame(
+                            logits, video.masks[twin, t], f"temp_{index}", str(twin), str(t + 1), coco=False
+                        )
+                    )
+    crossing_results = {
         mode: {group: SegmentationMetrics(groups[group]).compute() for group in GROUPS if groups[group]}
         for mode, groups in records.items()
     }
+    first_results = {
+        mode: {key: SegmentationMetrics(found).compute()["mean_iou"] for key, found in buckets.items()}
+        for mode, buckets in first.items()
+    }
+    return crossing_results, first_results
+
+
+def first_frames_table(results: dict[str, dict[tuple[str, str], float]]) -> str:
+    """Markdown table: one row per mode, a "target / twin" mean IoU cell (%) per bucket of :data:`FIRST_FRAMES`."""
+    lines = ["| memory | " + " | ".join(FIRST_FRAMES) + " |", "|---" * (len(FIRST_FRAMES) + 1) + "|"]
+    for mode, cells in results.items():
+        row = [
+            f"{100 * cells[(b, 'target')]:.1f} / {100 * cells[(b, 'twin')]:.1f}"
+            if (b, "target") in cells
+            else ""
+            for b in FIRST_FRAMES
+        ]
+        lines.append(f"| {mode} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -105,12 +139,20 @@ def main() -> None:
     cfg = locater.load_config(args.config, args.overrides)
     model = locater.build_model(cfg).eval()
     locater.load_checkpoint(model, args.checkpoint)
-    results = oracle_metrics(model, args.videos, args.seed, cfg.train.data.synthetic_size)
+    results, first = oracle_metrics(model, args.videos, args.seed, cfg.train.data.synthetic_size)
     title = (
         f"TEMP ({args.videos} fresh videos, seed {args.seed}) with the model's own or the true masks in the local "
         f"memory: mean IoU / {PRECISION} in % (frames)"
     )
     report(title, results, args.out)
+    text = (
+        "Whom it segments at the first frames: mean IoU in % with the target / with its twin\n\n"
+        f"{first_frames_table(first)}\n"
+    )
+    print(text)
+    if args.out:
+        with args.out.open("a") as handle:
+            handle.write(f"\n{text}")
 
 
 if __name__ == "__main__":

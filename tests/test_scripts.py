@@ -74,7 +74,9 @@ def test_memory_experiment_smoke(tmp_path):
         "no_global_memory",
         "no_mask_history",
     ]
-    assert oracle.count("| own masks |") == 3 and oracle.count("| true masks |") == 3
+    # two tables per variant: by the side of the crossing, and whom it segments at the first frames
+    assert oracle.count("| own masks |") == 6 and oracle.count("| true masks |") == 6
+    assert oracle.count("| memory | frame 1 | frame 2 | frame 3 | later frames |") == 3
     # some of the variants, with more model overrides
     env.update(VARIANTS="full", MODEL_ARGS="model.local_memory.write=window model.reader_positions=true")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
@@ -230,6 +232,7 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
 def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     import runpy
 
+    import numpy as np
     import torch
 
     import locater
@@ -264,12 +267,28 @@ def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     command += ["model.local_memory.mask_history=false"]
     result = subprocess.run(command, capture_output=True, text=True, env=_env())
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = [
-        line
-        for line in out.read_text().splitlines()
-        if line.startswith("| own masks") or line.startswith("| true masks")
-    ]
+    text = out.read_text()
+    crossing_part, first_part = text.split("Whom it segments at the first frames")
+    rows = [line for line in crossing_part.splitlines() if line.startswith(("| own masks", "| true masks"))]
     assert len(rows) == 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # no mask history: the same
+    first_rows = [
+        line for line in first_part.splitlines() if line.startswith(("| own masks", "| true masks"))
+    ]
+    assert len(first_rows) == 2 and first_rows[0].split("|")[2:] == first_rows[1].split("|")[2:]
+    # target / twin IoU per bucket, recomputed from the logits of the untrained model (own masks, frame 1)
+    untrained = locater.build_model(
+        locater.load_config(tiny, ["model.local_memory.mask_history=false"])
+    ).eval()
+    locater.load_checkpoint(untrained, checkpoint)
+    ious = {"target": [], "twin": []}
+    for mine, theirs in (video.expressions, video.expressions[::-1]):  # the twins are each other's target
+        ids = locater.tokenize([mine.sentence])
+        predicted = (torch.sigmoid(oracle["read_video"](untrained, frames, ids, None)[0][0, 0]) > 0.5).numpy()
+        for who, target in (("target", mine.target), ("twin", theirs.target)):
+            mask = video.masks[target, 0].astype(bool)
+            ious[who].append((predicted & mask).sum() / (predicted | mask).sum())
+    cell = first_rows[0].split("|")[2].strip()
+    assert cell == f"{100 * np.mean(ious['target']):.1f} / {100 * np.mean(ious['twin']):.1f}"
     crossing = crossing_frame(video.objects, expression.target)
     cells = [cell.strip() for cell in rows[0].strip("|").split("|")][1:]
     assert cells[0].endswith(f"({2 * crossing})") and cells[1].endswith(
