@@ -27,7 +27,6 @@ import torch
 import locater
 from locater.data.indices import global_frame_numbers
 from locater.data.synthetic import generate_video
-from locater.data.synthetic_scenes import identical_twins
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.preprocess import preprocess_frames
 
@@ -72,8 +71,7 @@ def oracle_metrics(
         frames = preprocess_frames(video.frames, model_size)
         for expression in video.expressions:
             where = f"TEMP video {index} (seed {seed}), target {expression.target}"
-            pattern, crossing = twin_crossing(video.objects, expression.target, where)
-            twin = identical_twins(video.objects, expression.target)[0]  # twin_crossing checked there is one
+            pattern, crossing, twin = twin_crossing(video.objects, expression.target, where)
             truth = torch.from_numpy(video.masks[expression.target].astype(np.float32))[
                 :, None
             ]  # T x 1 x H x W

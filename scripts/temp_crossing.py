@@ -38,10 +38,10 @@ GROUPS = (
 )
 
 
-def twin_crossing(objects: list[SceneObject], target: int, where: str) -> tuple[str, float]:
-    """Scene pattern of a TEMP target and its twin (``"both move"`` or ``"one still"``) and the 0-based frame from
+def twin_crossing(objects: list[SceneObject], target: int, where: str) -> tuple[str, float, int]:
+    """Scene pattern of a TEMP target and its twin (``"both move"`` or ``"one still"``), the 0-based frame from
     which they are no longer in their first order along the motion axis
-    (:func:`~locater.data.synthetic_scenes.crossing_frame`; ``inf`` if they never are).
+    (:func:`~locater.data.synthetic_scenes.crossing_frame`; ``inf`` if they never are), and the twin's index.
 
     Args:
         objects: the video's scene objects; target: index of the target among them; where: names it in errors.
@@ -51,9 +51,8 @@ def twin_crossing(objects: list[SceneObject], target: int, where: str) -> tuple[
         raise ValueError(f"{where}: {len(twins)} twins, expected 1")
     motions = (objects[target].motion, objects[twins[0]].motion)
     crossing = crossing_frame(objects, target)
-    return (
-        "both move" if "still" not in motions else "one still"
-    ), math.inf if crossing is None else crossing
+    pattern = "both move" if "still" not in motions else "one still"
+    return pattern, math.inf if crossing is None else crossing, twins[0]
 
 
 def frame_groups(scenes: dict) -> dict[tuple[str, str, int], tuple[str, str]]:
@@ -69,7 +68,7 @@ def frame_groups(scenes: dict) -> dict[tuple[str, str, int], tuple[str, str]]:
         objects = objects_from_record(video, video_id)
         for expression in video["expressions"]:
             where = f"{video_id}/{expression['id']}"
-            pattern, crossing = twin_crossing(objects, expression["target"], where)
+            pattern, crossing, _ = twin_crossing(objects, expression["target"], where)
             for frame in expression["labels"]:
                 side = "before" if frame - 1 < crossing else "after"
                 groups[(video_id, expression["id"], int(frame))] = (pattern, side)
