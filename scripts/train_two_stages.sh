@@ -8,11 +8,14 @@
 #      memory (half the cost of a clip), from the pre-trained encoder                 -> OUT/appearance/
 #   2. the rest of TOTAL_MINUTES on 3-frame clips of the four kinds in MIX through the memory, from the weights of
 #      stage 1                                                                         -> OUT/
+#   3. optional: OWN_MINUTES (default 0: no stage 3) of TOTAL_MINUTES, taken from stage 2, with STAGE3_ARGS (the
+#      memory experiment: longer clips from the first frame, the mask history from the model's own masks), from
+#      the weights of stage 2                       -> stage 2 then writes OUT/tracking/, stage 3 OUT/
 # FIRST_MIX (default [1,1,0,0]) is stage 1's share of NORM/MUL/SPAT/TEMP videos (SPAT is a one-frame task too).
 # Overrides of model.* also reach stage 0 (the encoder it pre-trains must be the one stages 1-2 build).
 # TOTAL_MINUTES includes stage 0. VISION_MINUTES=0 skips it (the encoder then learns from scratch at the full
 # rate, as before 2026-11-29). Extra key=value overrides reach stages 1 and 2 (an ablation, a smaller batch);
-# STAGE1_ARGS and STAGE2_ARGS (space-separated key=value) reach one stage only, after them.
+# STAGE1_ARGS, STAGE2_ARGS and STAGE3_ARGS (space-separated key=value) reach one stage only, after them.
 #   bash scripts/train_two_stages.sh OUT TOTAL_MINUTES FIRST_MINUTES MIX [key=value ...]
 #   bash scripts/train_two_stages.sh runs/x 11 6 '[2.0,2.0,1.0,1.0]' model.local_memory.size=0
 set -euo pipefail
@@ -29,7 +32,13 @@ shift 4
 VISION=${VISION_MINUTES:-1.5}
 SCALE=${VISION_LR_SCALE:-0.1}
 FIRST_MIX=${FIRST_MIX:-[1.0,1.0,0.0,0.0]}
-REST=$(python -c "print(max(float('$TOTAL') - float('$FIRST') - float('$VISION'), 0.1))")
+OWN=${OWN_MINUTES:-0}
+REST=$(python -c "print(max(float('$TOTAL') - float('$FIRST') - float('$VISION') - float('$OWN'), 0.1))")
+if python -c "import sys; sys.exit(0 if float('$OWN') > 0 else 1)"; then
+    SECOND_OUT=$OUT/tracking
+else
+    SECOND_OUT=$OUT
+fi
 ENCODER=()
 MODEL_OVERRIDES=()  # model.* overrides shape the encoder that stage 0 pre-trains as well (model.vision.depth=4)
 for arg in "$@"; do
@@ -49,7 +58,14 @@ python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/app
     model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@" \
     ${STAGE1_ARGS:-}
 # shellcheck disable=SC2086
-python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$REST" \
+python tools/train.py --config configs/synthetic/train.yaml output_dir="$SECOND_OUT" train.max_minutes="$REST" \
     pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
     "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" \
     ${STAGE2_ARGS:-}
+if [ "$SECOND_OUT" != "$OUT" ]; then
+    # shellcheck disable=SC2086
+    python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$OWN" \
+        pretrained.checkpoint="$SECOND_OUT/checkpoints/last.pt" train.schedule.warmup_steps=20 \
+        "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" \
+        ${STAGE3_ARGS:-}
+fi
