@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
 # The memory experiment: train the full model and three memory ablations with the same budget on the synthetic
 # benchmark, evaluate NORM / MUL / SPAT / TEMP, write docs/memory_experiment.{md,json,png}.
-# Every variant trains with the curriculum of scripts/train_two_stages.sh, with its ablation in every stage:
-# VISION minutes pre-training the vision encoder, APPEARANCE minutes of one-frame clips of the kinds in FIRST_MIX,
-# each at its video's first frame (STAGE1_ARGS; a TEMP target is named there, before its twin moves), then 3-frame
-# clips of the four kinds in MIX through the memory (STAGE2_ARGS: half the clips begin at the first frame, the
-# others with an unsupervised context frame, half the TEMP clips across the twins' crossing; the mask history half
-# from the true masks), then OWN minutes on 4-frame clips from the first frame or across the crossing with the mask
-# history from the model's own masks (STAGE3_ARGS, more TEMP); MINUTES in all. The model departs from the
-# released one where the synthetic benchmark needs it (MODEL_ARGS): the ViT's position embedding starts as a 2-D
-# sine-cosine table (POS_EMBED=sincos), the remembered mask is encoded from every pixel of each patch
-# (mask_encoding=patch), the local memory keeps a window of recent frames (write=window) and its reader knows
-# their positions (reader_positions). TEMP is also reported by the side of the twins' crossing
-# (scripts/temp_crossing.py) and with own vs true masks in the memory (scripts/memory_oracle.py).
-#   bash scripts/memory_experiment.sh                       # MINUTES per variant (default 26, APPEARANCE 4.5, OWN 11)
-#   MINUTES=7 APPEARANCE=3 VISION=1.5 OWN=0 bash scripts/memory_experiment.sh   # OWN=0: no stage 3
+# Every variant trains with the curriculum of scripts/train_two_stages.sh, its ablation in every stage: VISION
+# minutes pre-training the vision encoder, APPEARANCE minutes of one-frame clips of the kinds in FIRST_MIX, then
+# 3-frame clips of the four kinds in MIX through the memory, then optionally RULE minutes of one-frame clips at the
+# first frame (RULE_MIX) and OWN minutes of clips on the model's own masks (OWN_ARGS); MINUTES in all.
+# RECIPE picks the defaults of every setting below (each can still be set on its own):
+#   default: the recipe of docs/memory_experiment.md (25 min: 1.5 + 5 on one-frame clips of the four kinds at their
+#     first frame + 18.5 on 3-frame clips, half from the first frame and half with a context frame; the ViT's
+#     position embedding starts as a 2-D sine-cosine table, POS_EMBED=sincos)
+#   staged: the curriculum of 2026-11-30 evening (README, "The staged recipe"): the mask encoded from every pixel
+#     of its patch, a window of recent frames read with their positions (MODEL_ARGS); 26 min = 1.5 + 1 minute of
+#     one-frame clips + 8 of 3-frame clips (half the TEMP clips across the twins' crossing) + RULE 4.5 of one-frame
+#     SPAT / TEMP clips at the first frame + OWN 11 of 4-frame clips on the model's own masks, from the first frame
+#     or across the crossing
+# TEMP is also reported by the side of the twins' crossing (scripts/temp_crossing.py) and with the model's own vs
+# the true masks in its local memory (scripts/memory_oracle.py).
+#   bash scripts/memory_experiment.sh                       # RECIPE=default, 25 minutes per variant
+#   RECIPE=staged bash scripts/memory_experiment.sh         # 26 minutes per variant
+#   MINUTES=7 APPEARANCE=3 VISION=1.5 bash scripts/memory_experiment.sh
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
-#   FIRST_MIX='[1,1,1,1]' OWN=0 MODEL_ARGS= STAGE2_ARGS='train.data.synthetic_start_share=0.5 \
-#       train.data.synthetic_context_frame=true' bash scripts/memory_experiment.sh   # the recipe of 2026-11-30 (a.m.)
-#   FIRST_MIX='[1,1,0,0]' POS_EMBED=random OWN=0 MODEL_ARGS= STAGE1_ARGS= STAGE2_ARGS= \
-#       bash scripts/memory_experiment.sh                   # the quickstart's recipe
-#   MODEL_ARGS='model.local_memory.write=window' bash scripts/memory_experiment.sh   # other model overrides
+#   FIRST_MIX='[1,1,1,0]' STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # the recipe of 2026-11-29
+#   FIRST_MIX='[1,1,0,0]' POS_EMBED=random STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # quickstart's
+#   MODEL_ARGS='model.local_memory.write=window model.reader_positions=true' bash scripts/memory_experiment.sh
+#                                                            # more model overrides, for every variant
 #   VARIANTS='full no_local_memory' DOCS=docs/x bash scripts/memory_experiment.sh   # some of the variants
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
@@ -28,22 +31,39 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/memory_experiment}
 DATA=${DATA:-datasets/synthetic}
 DOCS=${DOCS:-docs}
-MINUTES=${MINUTES:-26}
-APPEARANCE=${APPEARANCE:-4.5}
+RECIPE=${RECIPE:-default}
+# TEMP: stage 1 learns the first frame (clips begin at the video's first frame, before the twins cross), stage 2
+# follows the target through the crossing (half the clips begin there; the others begin with a context frame)
+D_STAGE2='train.data.synthetic_start_share=0.5 train.data.synthetic_context_frame=true'
+case $RECIPE in
+    default)
+        D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS=
+        ;;
+    staged)
+        D_MINUTES=26 D_APPEARANCE=1 D_RULE=4.5 D_OWN=11
+        D_STAGE2="$D_STAGE2 train.data.synthetic_crossing_share=0.5"
+        D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true'
+        ;;
+    *)
+        echo "unknown RECIPE $RECIPE; expected default or staged" >&2
+        exit 2
+        ;;
+esac
+MINUTES=${MINUTES:-$D_MINUTES}
+APPEARANCE=${APPEARANCE:-$D_APPEARANCE}
 export VISION_MINUTES=${VISION:-1.5}
-export OWN_MINUTES=${OWN:-11}
+export RULE_MINUTES=${RULE:-$D_RULE} OWN_MINUTES=${OWN:-$D_OWN}
 MIX=${MIX:-[1.0,1.0,2.0,2.0]}   # twice as many SPAT and TEMP training videos: the splits that need memory
-export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,2.0]}
-# TEMP: stage 1 names the target at the first frame (clips begin there, before the twins cross), stage 2 follows
-# it through the crossing with the true masks half the time (half the clips begin at the first frame, the others
-# with a context frame; half the TEMP clips across the crossing), stage 3 on its own masks
+export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,1.0]}
+export RULE_MIX=${RULE_MIX:-[0.0,0.0,1.0,3.0]}   # the rule stage: SPAT and the TEMP target at the first frame
 export STAGE1_ARGS=${STAGE1_ARGS-train.data.synthetic_start_share=1.0}
-export STAGE2_ARGS=${STAGE2_ARGS-train.data.synthetic_start_share=0.5 train.data.synthetic_context_frame=true \
-train.data.synthetic_crossing_share=0.5}
-export STAGE3_ARGS=${STAGE3_ARGS-train.clip_length=4 train.teacher_forcing=0.0 train.data.synthetic_start_share=1.0 \
+export STAGE2_ARGS=${STAGE2_ARGS-$D_STAGE2}
+# the own-masks stage: 4-frame clips, teacher forcing 0; every clip from the first frame, except 60% of the TEMP
+# clips placed across the crossing (with a context frame); more TEMP clips
+export OWN_ARGS=${OWN_ARGS-train.clip_length=4 train.teacher_forcing=0.0 train.data.synthetic_start_share=1.0 \
 train.data.synthetic_context_frame=true train.data.synthetic_crossing_share=0.6 train.data.synthetic_mix=[1.0,1.0,2.0,3.0]}
 POS_EMBED=${POS_EMBED:-sincos}
-MODEL_ARGS=${MODEL_ARGS-model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true}
+MODEL_ARGS=${MODEL_ARGS-$D_MODEL_ARGS}
 # shellcheck disable=SC2206
 EXTRA=(model.vision.pos_embed_init="$POS_EMBED" ${MODEL_ARGS})
 NUM_TEST=50
@@ -52,6 +72,7 @@ if [ -n "${SMOKE:-}" ]; then
     MINUTES=0.2
     APPEARANCE=0.1
     export VISION_MINUTES=0.05 VISION_STEPS=2
+    [ "$RULE_MINUTES" = 0 ] || RULE_MINUTES=0.05
     [ "$OWN_MINUTES" = 0 ] || OWN_MINUTES=0.05
     NUM_TEST=2
     ORACLE_VIDEOS=1
@@ -102,9 +123,12 @@ elapsed=$(( $(date +%s) - start ))
 {
     echo "# The memory experiment"
     echo
-    echo "Command: \`MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES OWN=$OWN_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS' STAGE3_ARGS='$STAGE3_ARGS' MODEL_ARGS='$MODEL_ARGS'${VARIANTS:+ VARIANTS='$VARIANTS'} bash scripts/memory_experiment.sh\`  "
+    stages=""
+    [ "$RULE_MINUTES" = 0 ] || stages+=" RULE=$RULE_MINUTES RULE_MIX='$RULE_MIX'"
+    [ "$OWN_MINUTES" = 0 ] || stages+=" OWN=$OWN_MINUTES OWN_ARGS='$OWN_ARGS'"
+    echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'} bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
-    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $OWN_MINUTES on the model's own masks (stage 3), + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
+    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos)."
     echo
     echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
     echo

@@ -67,6 +67,8 @@ def test_memory_experiment_smoke(tmp_path):
         assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0\n" in first
         assert "synthetic_start_share: 1.0" in first and "synthetic_context_frame: false" in first
         assert "synthetic_start_share: 0.5" in config and "synthetic_context_frame: true" in config
+        # no rule or own-masks stage by default: stage 2 is the last
+        assert not (tmp_path / "runs" / variant / "tracking").exists()
     # own vs true masks in the local memory, for each variant that has one
     oracle = report[report.index("fresh videos with each model's own masks") :]
     assert [line.rstrip(":") for line in oracle.splitlines() if line.endswith(":")] == [
@@ -89,6 +91,39 @@ def test_memory_experiment_smoke(tmp_path):
     env.update(VARIANTS="full no_memory")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 2 and "unknown variant no_memory" in result.stderr
+    env.update(VARIANTS="full", RECIPE="fast")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2 and "unknown RECIPE fast" in result.stderr
+
+
+def test_memory_experiment_staged_recipe_smoke(tmp_path):
+    """RECIPE=staged: appearance, tracking, rule and own-masks stages, each from the weights of the one before."""
+    docs, runs = tmp_path / "docs", tmp_path / "runs"
+    env = _env(SMOKE="1", RECIPE="staged", VARIANTS="no_local_memory", OUT=str(runs), DOCS=str(docs))
+    env.update(DATA=str(tmp_path / "synthetic"))
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    _check_results(json.loads((docs / "memory_experiment.json").read_text()), ["no_local_memory"])
+    report = (docs / "memory_experiment.md").read_text()
+    assert "RECIPE=staged" in report and "RULE=0.05" in report and "OWN=0.05" in report
+    run = runs / "no_local_memory"
+    stages = [run / "appearance", run / "tracking", run / "rule", run]
+    configs = [(stage / "config.yaml").read_text() for stage in stages]
+    for before, config in zip(stages[:-1], configs[1:]):
+        assert f"{before}/checkpoints/last.pt" in config  # each stage from the weights of the one before
+    for config in configs:  # the ablation and the model overrides of the recipe in every stage
+        assert "size: 0.0" in config and "mask_encoding: patch" in config
+        assert "write: window" in config and "reader_positions: true" in config
+    appearance, tracking, rule, own = configs
+    assert "clip_length: 1" in appearance and "synthetic_start_share: 1.0" in appearance
+    assert "clip_length: 3" in tracking and "synthetic_crossing_share: 0.5" in tracking
+    # the rule stage: one-frame SPAT and TEMP clips at the first frame
+    assert "clip_length: 1" in rule and "synthetic_start_share: 1.0" in rule
+    assert "synthetic_mix:\n    - 0.0\n    - 0.0\n    - 1.0\n    - 3.0\n" in rule
+    # the own-masks stage: 4-frame clips, teacher forcing 0, more TEMP
+    assert "clip_length: 4" in own and "teacher_forcing: 0.0" in own
+    assert "synthetic_crossing_share: 0.6" in own and "synthetic_context_frame: true" in own
+    assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 2.0\n    - 3.0\n" in own
 
 
 def test_ablate_grid_trains_evaluates_and_compares(tmp_path):
