@@ -61,29 +61,30 @@ if positive "$VISION"; then
 else
     FROM=()
 fi
+# one stage of configs/synthetic/train.yaml: train_stage OUT_DIR MINUTES key=value ... (the stage's own settings,
+# then the caller's overrides, which win over the lifted step cap)
+train_stage() {
+    local out=$1 minutes=$2
+    shift 2
+    python tools/train.py --config configs/synthetic/train.yaml output_dir="$out" train.max_minutes="$minutes" \
+        train.max_steps=1000000 validation.splits=[] "$@"
+}
 # shellcheck disable=SC2086
-python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT/appearance" \
-    train.max_minutes="$FIRST" train.clip_length=1 "train.data.synthetic_mix=$FIRST_MIX" \
-    model.global_memory.num_frames=1 train.max_steps=1000000 validation.splits=[] "${FROM[@]}" "${ENCODER[@]}" "$@" \
-    ${STAGE1_ARGS:-}
+train_stage "$OUT/appearance" "$FIRST" train.clip_length=1 "train.data.synthetic_mix=$FIRST_MIX" \
+    model.global_memory.num_frames=1 "${FROM[@]}" "${ENCODER[@]}" "$@" ${STAGE1_ARGS:-}
 # shellcheck disable=SC2086
-python tools/train.py --config configs/synthetic/train.yaml output_dir="$SECOND_OUT" train.max_minutes="$REST" \
-    pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-    "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" \
-    ${STAGE2_ARGS:-}
+train_stage "$SECOND_OUT" "$REST" pretrained.checkpoint="$OUT/appearance/checkpoints/last.pt" \
+    train.schedule.warmup_steps=20 "train.data.synthetic_mix=$MIX" "${ENCODER[@]}" "$@" ${STAGE2_ARGS:-}
 LAST=$SECOND_OUT
 if positive "$RULE"; then
     # shellcheck disable=SC2086
-    python tools/train.py --config configs/synthetic/train.yaml output_dir="$RULE_OUT" train.max_minutes="$RULE" \
-        pretrained.checkpoint="$LAST/checkpoints/last.pt" train.schedule.warmup_steps=20 train.clip_length=1 \
-        "train.data.synthetic_mix=$RULE_MIX" train.data.synthetic_start_share=1.0 model.global_memory.num_frames=1 \
-        train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" ${RULE_ARGS:-}
+    train_stage "$RULE_OUT" "$RULE" pretrained.checkpoint="$LAST/checkpoints/last.pt" train.schedule.warmup_steps=20 \
+        train.clip_length=1 "train.data.synthetic_mix=$RULE_MIX" train.data.synthetic_start_share=1.0 \
+        model.global_memory.num_frames=1 "${ENCODER[@]}" "$@" ${RULE_ARGS:-}
     LAST=$RULE_OUT
 fi
 if positive "$OWN"; then
     # shellcheck disable=SC2086
-    python tools/train.py --config configs/synthetic/train.yaml output_dir="$OUT" train.max_minutes="$OWN" \
-        pretrained.checkpoint="$LAST/checkpoints/last.pt" train.schedule.warmup_steps=20 \
-        "train.data.synthetic_mix=$MIX" train.max_steps=1000000 validation.splits=[] "${ENCODER[@]}" "$@" \
-        ${OWN_ARGS:-}
+    train_stage "$OUT" "$OWN" pretrained.checkpoint="$LAST/checkpoints/last.pt" train.schedule.warmup_steps=20 \
+        "train.data.synthetic_mix=$MIX" "${ENCODER[@]}" "$@" ${OWN_ARGS:-}
 fi
