@@ -443,6 +443,48 @@ def test_reader_positions_code_the_queries_and_each_local_frame_keys():
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.reader_positions=true"]))
 
 
+def test_window_global_memory_keeps_every_global_frame_and_reads_them_with_positions():
+    torch.manual_seed(0)
+    overrides = [
+        "model.local_memory.write=window",
+        "model.reader_positions=true",
+        "model.global_memory.write=window",
+        "model.global_memory.size=3.0",
+    ]
+    model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
+    memory = model.global_memory
+    assert memory.rule == "window" and not hasattr(memory, "address_query")
+    video, ids = _inputs(frames=3), locater.tokenize(["the star that stays still"])
+    codes = model.reader_positions
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory_tokens, frame_pos=None, memory_pos=None):
+        seen.append((memory_tokens, memory_pos))
+        return original(frame, memory_tokens, frame_pos, memory_pos)
+
+    model.memory_reader.forward = spy
+    with torch.no_grad():
+        state = model.start(video, ids)
+        tokens = model.vision_encoder(video[0])
+        fused = model.fuse(tokens, state.words.expand(3, -1, -1))[-1][:, 1:]  # 3 x 16 x C
+        # the three global frames, each normalised and kept whole, in order
+        torch.testing.assert_close(state.global_memory, memory.input_norm(fused).reshape(1, 48, -1))
+        _, state = model.step(video[:, 0], state)
+        _, state = model.step(video[:, 1], state)
+    # frame 2: one remembered frame (16) + 48 global tokens, every frame with the grid code
+    tokens_read, memory_pos = seen[-1]
+    assert tokens_read.shape[1] == 64
+    torch.testing.assert_close(memory_pos, codes.repeat(4, 1))
+    # a gated global memory (the released rule) keeps its tokens without positions
+    gated = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides[:2])).eval()
+    assert gated.global_memory.rule == "gated"
+    # a window that cannot hold the N1 frames is an error, not a silent drop of the oldest
+    small = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides[:3])).eval()
+    with pytest.raises(ValueError, match="cannot hold its 3 frames of 16 tokens"):
+        small.start(video, ids)
+
+
 def test_patch_mask_encoding_projects_every_pixel_of_each_patch():
     torch.manual_seed(0)
     model = locater.build_model(

@@ -73,7 +73,9 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
     global_capacity = int(m.global_memory.size * num_patches)
     local_capacity = int(m.local_memory.size * num_patches)
     global_memory = (
-        GlobalMemory(global_capacity, dim, heads, m.memory_mlp_ratio) if global_capacity > 0 else None
+        GlobalMemory(global_capacity, dim, heads, m.memory_mlp_ratio, rule=m.global_memory.write)
+        if global_capacity > 0
+        else None
     )
     local_memory = (
         LocalMemory(

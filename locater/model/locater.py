@@ -83,8 +83,9 @@ class Locater(nn.Module):
         num_global_frames: ``N1``, frames used to build the global memory.
         checkpoint_fusion: activation checkpointing of the fusion stages while training.
         reader_positions: optional ``N x C`` position code of the token grid, added to the memory reader's queries
-            and to the keys of the local memory's frames (global memory tokens get none); needs a local memory
-            that keeps whole frames in order (``rule="window"``) or none. Not the released model.
+            and to the keys of the local memory's frames (the global memory's too when it keeps whole frames,
+            ``rule="window"``; a gated global memory's tokens get none); needs a local memory that keeps whole
+            frames in order (``rule="window"``) or none. Not the released model.
     """
 
     def __init__(
@@ -225,7 +226,8 @@ class Locater(nn.Module):
         self, features: torch.Tensor, local: torch.Tensor, memory: torch.Tensor
     ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """Position codes of the reader's queries (``N x C``) and keys (``M x C``: the grid code for each frame in
-        the local memory, zeros for the global memory), or ``(None, None)`` without them."""
+        the local memory, and in the global memory when it keeps whole frames (``write="window"``), zeros for the
+        tokens of a gated global memory), or ``(None, None)`` without them."""
         if self.reader_positions is None:
             return None, None
         codes = self.reader_positions.to(features.dtype)
@@ -233,10 +235,17 @@ class Locater(nn.Module):
         frames, rest = divmod(local.shape[1], num_tokens)
         if rest:
             raise RuntimeError(f"local memory of {local.shape[1]} tokens is not whole frames of {num_tokens}")
-        keys = torch.cat(
-            [codes.repeat(frames, 1), codes.new_zeros(memory.shape[1] - local.shape[1], codes.shape[1])]
-        )
-        return codes, keys
+        num_global = memory.shape[1] - local.shape[1]
+        if self.global_memory is not None and self.global_memory.rule == "window":
+            global_frames, rest = divmod(num_global, num_tokens)
+            if rest:
+                raise RuntimeError(
+                    f"global memory of {num_global} tokens is not whole frames of {num_tokens}"
+                )
+            global_keys = codes.repeat(global_frames, 1)
+        else:
+            global_keys = codes.new_zeros(num_global, codes.shape[1])
+        return codes, torch.cat([codes.repeat(frames, 1), global_keys])
 
     def step_with_aux(
         self,

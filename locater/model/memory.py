@@ -160,7 +160,11 @@ class MemoryWriter(nn.Module):
 
 
 class GlobalMemory(MemoryWriter):
-    """Memory of the whole video, built once per (video, expression) from ``N1`` frames."""
+    """Memory of the whole video, built once per (video, expression) from ``N1`` frames.
+
+    With ``rule="window"`` (not the released model) it keeps every one of the ``N1`` frames verbatim, in order; its
+    capacity must then hold them all.
+    """
 
     def build(self, frame_tokens: torch.Tensor) -> torch.Tensor:
         """Args:
@@ -169,6 +173,12 @@ class GlobalMemory(MemoryWriter):
         Returns:
             ``B x M x C`` memory (or fewer tokens when all frames fit whole).
         """
+        num_frames, num_tokens = frame_tokens.shape[1:3]
+        if self.rule == "window" and num_frames * num_tokens > self.capacity:
+            raise ValueError(
+                f"a global memory kept as whole frames (write=window) of {self.capacity} tokens cannot hold its "
+                f"{num_frames} frames of {num_tokens} tokens: set model.global_memory.size >= num_frames"
+            )
         tokens = self.input_norm(frame_tokens)
         memory = None
         for index in range(tokens.shape[1]):
