@@ -6,24 +6,26 @@
 # 3-frame clips of the four kinds in MIX through the memory, then optionally RULE minutes of one-frame clips at the
 # first frame (RULE_MIX) and OWN minutes of clips on the model's own masks (OWN_ARGS); MINUTES in all.
 # RECIPE picks the defaults of every setting below (each can still be set on its own):
-#   default: the recipe of docs/memory_experiment.md (25 min: 1.5 + 5 on one-frame clips of the four kinds at their
-#     first frame + 18.5 on 3-frame clips, half from the first frame and half with a context frame; the ViT's
-#     position embedding starts as a 2-D sine-cosine table, POS_EMBED=sincos)
-#   staged: the curriculum of 2026-11-30 evening (README, "The staged recipe"): the mask encoded from every pixel
-#     of its patch, a window of recent frames read with their positions (MODEL_ARGS); 26 min = 1.5 + 1 minute of
-#     one-frame clips + 8 of 3-frame clips (half the TEMP clips across the twins' crossing) + RULE 4.5 of one-frame
-#     SPAT / TEMP clips at the first frame + OWN 11 of 4-frame clips on the model's own masks, from the first frame
-#     or across the crossing
+#   staged (the default; docs/memory_experiment.md): the curriculum of 2026-11-30 (README, "The staged recipe"): the
+#     mask encoded from every pixel of its patch, a window of recent frames read with their positions (MODEL_ARGS);
+#     26 min = 1.5 + 1 minute of one-frame clips + 8 of 3-frame clips (half the TEMP clips across the twins'
+#     crossing) + RULE 4.5 of one-frame SPAT / TEMP clips at the first frame + OWN 11 of 4-frame clips on the
+#     model's own masks, from the first frame or across the crossing
+#   two_stage: the recipe of the run before (commit aba8e45; 25 min: 1.5 + 5 on one-frame clips of the four kinds at
+#     their first frame + 18.5 on 3-frame clips, half from the first frame and half with a context frame; the
+#     released model's memory)
+# In both the ViT's position embedding starts as a 2-D sine-cosine table (POS_EMBED=sincos).
 # TEMP is also reported by the side of the twins' crossing (scripts/temp_crossing.py) and with the model's own vs
 # the true masks in its local memory (scripts/memory_oracle.py).
-#   bash scripts/memory_experiment.sh                       # RECIPE=default, 25 minutes per variant
-#   RECIPE=staged bash scripts/memory_experiment.sh         # 26 minutes per variant
-#   MINUTES=7 APPEARANCE=3 VISION=1.5 bash scripts/memory_experiment.sh
+#   bash scripts/memory_experiment.sh                       # RECIPE=staged, 26 minutes per variant (about 1 h 55 min)
+#   RECIPE=two_stage bash scripts/memory_experiment.sh      # 25 minutes per variant
+#   MINUTES=7 APPEARANCE=3 VISION=1.5 RECIPE=two_stage bash scripts/memory_experiment.sh
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
-#   FIRST_MIX='[1,1,1,0]' STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # the recipe of 2026-11-29
-#   FIRST_MIX='[1,1,0,0]' POS_EMBED=random STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh   # quickstart's
+#   RECIPE=two_stage FIRST_MIX='[1,1,1,0]' STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh  # of 2026-11-29
+#   RECIPE=two_stage FIRST_MIX='[1,1,0,0]' POS_EMBED=random STAGE1_ARGS= STAGE2_ARGS= bash scripts/memory_experiment.sh
+#                                                            # the quickstart's recipe
 #   MODEL_ARGS='model.local_memory.write=window model.reader_positions=true' bash scripts/memory_experiment.sh
-#                                                            # more model overrides, for every variant
+#                                                            # other model overrides, for every variant
 #   VARIANTS='full no_local_memory' DOCS=docs/x bash scripts/memory_experiment.sh   # some of the variants
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
@@ -31,21 +33,21 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/memory_experiment}
 DATA=${DATA:-datasets/synthetic}
 DOCS=${DOCS:-docs}
-RECIPE=${RECIPE:-default}
+RECIPE=${RECIPE:-staged}
 # TEMP: stage 1 learns the first frame (clips begin at the video's first frame, before the twins cross), stage 2
 # follows the target through the crossing (half the clips begin there; the others begin with a context frame)
 D_STAGE2='train.data.synthetic_start_share=0.5 train.data.synthetic_context_frame=true'
 case $RECIPE in
-    default)
-        D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS=
-        ;;
     staged)
         D_MINUTES=26 D_APPEARANCE=1 D_RULE=4.5 D_OWN=11
         D_STAGE2="$D_STAGE2 train.data.synthetic_crossing_share=0.5"
         D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true'
         ;;
+    two_stage)
+        D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS=
+        ;;
     *)
-        echo "unknown RECIPE $RECIPE; expected default or staged" >&2
+        echo "unknown RECIPE $RECIPE; expected staged or two_stage" >&2
         exit 2
         ;;
 esac

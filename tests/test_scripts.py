@@ -45,14 +45,16 @@ def test_quickstart_smoke(tmp_path):
 
 
 def test_memory_experiment_smoke(tmp_path):
+    """RECIPE=two_stage, the four variants: each ablation in every stage; the report's tables and oracle rows."""
     docs = tmp_path / "docs"
-    env = _env(SMOKE="1", OUT=str(tmp_path / "runs"), DATA=str(tmp_path / "synthetic"), DOCS=str(docs))
+    env = _env(SMOKE="1", RECIPE="two_stage", OUT=str(tmp_path / "runs"), DATA=str(tmp_path / "synthetic"))
+    env.update(DOCS=str(docs))
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     variants = ["full", "no_local_memory", "no_global_memory", "no_mask_history"]
     _check_results(json.loads((docs / "memory_experiment.json").read_text()), variants)
     report = (docs / "memory_experiment.md").read_text()
-    assert "SMOKE=1" not in report or "Command" in report
+    assert "RECIPE=two_stage" in report and "RULE=" not in report and "OWN=" not in report
     assert all(v in report for v in variants) and (docs / "memory_experiment.png").stat().st_size > 1000
     assert "TEMP by the side of the crossing" in report and "| no_mask_history |" in report
     for variant in variants:  # each ablation really trained its own model, in both stages of the curriculum
@@ -67,7 +69,7 @@ def test_memory_experiment_smoke(tmp_path):
         assert "synthetic_mix:\n    - 1.0\n    - 1.0\n    - 1.0\n    - 1.0\n" in first
         assert "synthetic_start_share: 1.0" in first and "synthetic_context_frame: false" in first
         assert "synthetic_start_share: 0.5" in config and "synthetic_context_frame: true" in config
-        # no rule or own-masks stage by default: stage 2 is the last
+        # no rule or own-masks stage in this recipe: stage 2 is the last
         assert not (tmp_path / "runs" / variant / "tracking").exists()
     # own vs true masks in the local memory, for each variant that has one
     oracle = report[report.index("fresh videos with each model's own masks") :]
@@ -93,13 +95,15 @@ def test_memory_experiment_smoke(tmp_path):
     assert result.returncode == 2 and "unknown variant no_memory" in result.stderr
     env.update(VARIANTS="full", RECIPE="fast")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
-    assert result.returncode == 2 and "unknown RECIPE fast" in result.stderr
+    assert result.returncode == 2 and "unknown RECIPE fast; expected staged or two_stage" in result.stderr
 
 
 def test_memory_experiment_staged_recipe_smoke(tmp_path):
-    """RECIPE=staged: appearance, tracking, rule and own-masks stages, each from the weights of the one before."""
+    """The default recipe (RECIPE=staged): appearance, tracking, rule and own-masks stages, each from the weights of
+    the one before."""
     docs, runs = tmp_path / "docs", tmp_path / "runs"
-    env = _env(SMOKE="1", RECIPE="staged", VARIANTS="no_local_memory", OUT=str(runs), DOCS=str(docs))
+    env = _env(SMOKE="1", VARIANTS="no_local_memory", OUT=str(runs), DOCS=str(docs))
+    env.pop("RECIPE", None)  # the default
     env.update(DATA=str(tmp_path / "synthetic"))
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
