@@ -17,7 +17,7 @@
 # In both the ViT's position embedding starts as a 2-D sine-cosine table (POS_EMBED=sincos).
 # TEMP is also reported by the side of the twins' crossing (scripts/temp_crossing.py) and with the model's own vs
 # the true masks in its local memory (scripts/memory_oracle.py).
-#   bash scripts/memory_experiment.sh                       # RECIPE=staged, 26 minutes per variant (about 1 h 55 min)
+#   bash scripts/memory_experiment.sh                       # RECIPE=staged, 26 minutes per variant (about 1 h 50 min)
 #   RECIPE=two_stage bash scripts/memory_experiment.sh      # 25 minutes per variant
 #   MINUTES=7 APPEARANCE=3 VISION=1.5 RECIPE=two_stage bash scripts/memory_experiment.sh
 #   MIX='[1,1,1,1]' bash scripts/memory_experiment.sh       # share of NORM/MUL/SPAT/TEMP training videos
@@ -126,11 +126,11 @@ elapsed=$(( $(date +%s) - start ))
     echo "# The memory experiment"
     echo
     stages=""
-    [ "$RULE_MINUTES" = 0 ] || stages+=" RULE=$RULE_MINUTES RULE_MIX='$RULE_MIX'"
+    [ "$RULE_MINUTES" = 0 ] || stages+=" RULE=$RULE_MINUTES RULE_MIX='$RULE_MIX'${RULE_ARGS:+ RULE_ARGS='$RULE_ARGS'}"
     [ "$OWN_MINUTES" = 0 ] || stages+=" OWN=$OWN_MINUTES OWN_ARGS='$OWN_ARGS'"
     echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'} bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
-    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos)."
+    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
     echo
     echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
     echo

@@ -476,7 +476,7 @@ def test_window_global_memory_keeps_every_global_frame_and_reads_them_with_posit
     tokens_read, memory_pos = seen[-1]
     assert tokens_read.shape[1] == 64
     torch.testing.assert_close(memory_pos, codes.repeat(4, 1))
-    # a gated global memory (the released rule) keeps its tokens without positions
+    # the default global memory is the released gated rule (its tokens get no position codes: the test above)
     gated = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides[:2])).eval()
     assert gated.global_memory.rule == "gated"
     # a window that cannot hold the N1 frames is an error, not a silent drop of the oldest

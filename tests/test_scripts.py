@@ -104,12 +104,13 @@ def test_memory_experiment_staged_recipe_smoke(tmp_path):
     docs, runs = tmp_path / "docs", tmp_path / "runs"
     env = _env(SMOKE="1", VARIANTS="no_local_memory", OUT=str(runs), DOCS=str(docs))
     env.pop("RECIPE", None)  # the default
-    env.update(DATA=str(tmp_path / "synthetic"))
+    env.update(DATA=str(tmp_path / "synthetic"), RULE_ARGS="model.global_memory.num_frames=3")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     _check_results(json.loads((docs / "memory_experiment.json").read_text()), ["no_local_memory"])
     report = (docs / "memory_experiment.md").read_text()
     assert "RECIPE=staged" in report and "RULE=0.05" in report and "OWN=0.05" in report
+    assert "RULE_ARGS='model.global_memory.num_frames=3'" in report  # every setting in the report's command
     run = runs / "no_local_memory"
     stages = [run / "appearance", run / "tracking", run / "rule", run]
     configs = [(stage / "config.yaml").read_text() for stage in stages]
@@ -124,6 +125,9 @@ def test_memory_experiment_staged_recipe_smoke(tmp_path):
     # the rule stage: one-frame SPAT and TEMP clips at the first frame
     assert "clip_length: 1" in rule and "synthetic_start_share: 1.0" in rule
     assert "synthetic_mix:\n    - 0.0\n    - 0.0\n    - 1.0\n    - 3.0\n" in rule
+    assert (
+        "num_frames: 3" in rule and "num_frames: 1" in appearance
+    )  # RULE_ARGS after the stage's own settings
     # the own-masks stage: 4-frame clips, teacher forcing 0, more TEMP
     assert "clip_length: 4" in own and "teacher_forcing: 0.0" in own
     assert "synthetic_crossing_share: 0.6" in own and "synthetic_context_frame: true" in own

@@ -231,21 +231,21 @@ class Locater(nn.Module):
         if self.reader_positions is None:
             return None, None
         codes = self.reader_positions.to(features.dtype)
-        num_tokens = codes.shape[0]
-        frames, rest = divmod(local.shape[1], num_tokens)
-        if rest:
-            raise RuntimeError(f"local memory of {local.shape[1]} tokens is not whole frames of {num_tokens}")
-        num_global = memory.shape[1] - local.shape[1]
-        if self.global_memory is not None and self.global_memory.rule == "window":
-            global_frames, rest = divmod(num_global, num_tokens)
+
+        def per_frame(num_memory_tokens: int, name: str) -> torch.Tensor:
+            frames, rest = divmod(num_memory_tokens, codes.shape[0])
             if rest:
                 raise RuntimeError(
-                    f"global memory of {num_global} tokens is not whole frames of {num_tokens}"
+                    f"{name} memory of {num_memory_tokens} tokens is not whole frames of {codes.shape[0]}"
                 )
-            global_keys = codes.repeat(global_frames, 1)
+            return codes.repeat(frames, 1)
+
+        num_global = memory.shape[1] - local.shape[1]
+        if self.global_memory is not None and self.global_memory.rule == "window":
+            global_keys = per_frame(num_global, "global")
         else:
             global_keys = codes.new_zeros(num_global, codes.shape[1])
-        return codes, torch.cat([codes.repeat(frames, 1), global_keys])
+        return codes, torch.cat([per_frame(local.shape[1], "local"), global_keys])
 
     def step_with_aux(
         self,
