@@ -7,7 +7,8 @@
 # first frame (RULE_MIX) and OWN minutes of clips on the model's own masks (OWN_ARGS); MINUTES in all.
 # RECIPE picks the defaults of every setting below (each can still be set on its own):
 #   staged (the default; docs/memory_experiment.md): the curriculum of 2026-11-30 (README, "The staged recipe"): the
-#     mask encoded from every pixel of its patch, a window of recent frames read with their positions (MODEL_ARGS);
+#     mask encoded from every pixel of its patch, a window of recent frames read with their positions and, since
+#     2026-11-30 night, a locality bias (model.reader_locality=1.0; MODEL_ARGS);
 #     26 min = 1.5 + 1 minute of one-frame clips + 8 of 3-frame clips (half the TEMP clips across the twins'
 #     crossing) + RULE 4.5 of one-frame SPAT / TEMP clips at the first frame + OWN 11 of 4-frame clips on the
 #     model's own masks, from the first frame or across the crossing
@@ -41,7 +42,7 @@ case $RECIPE in
     staged)
         D_MINUTES=26 D_APPEARANCE=1 D_RULE=4.5 D_OWN=11
         D_STAGE2="$D_STAGE2 train.data.synthetic_crossing_share=0.5"
-        D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true'
+        D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true model.reader_locality=1.0'
         ;;
     two_stage)
         D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS=

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 import locater
 from locater.model.memory import LocalMemory, MemoryWriter
+from locater.model.reader import MemoryAttention
 
 
 def _inputs(num_videos=1, frames=6, size=64, seed=0):
@@ -409,7 +410,8 @@ def test_reader_positions_code_the_queries_and_each_local_frame_keys():
     seen = []
     original = model.memory_reader.forward
 
-    def spy(frame, memory, frame_pos=None, memory_pos=None):
+    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
+        assert bias is None  # no locality bias unless model.reader_locality > 0
         seen.append((memory.shape[1], frame_pos, memory_pos))
         return original(frame, memory, frame_pos, memory_pos)
 
@@ -443,6 +445,96 @@ def test_reader_positions_code_the_queries_and_each_local_frame_keys():
         locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.reader_positions=true"]))
 
 
+def test_reader_locality_biases_each_head_by_grid_distance_to_the_memory_tokens_with_a_cell():
+    torch.manual_seed(0)
+    overrides = ["model.local_memory.write=window", "model.reader_locality=1.0"]
+    model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
+    table = model.locality_table  # 4 x 4 grid: 16 x 16, -d^2 / 2 (sigma = 1 token)
+    assert table.shape == (16, 16) and "locality_table" not in model.state_dict()
+    # cell 0 is (0, 0); cell 5 is (1, 1), cell 15 is (3, 3); cell 2 is (0, 2)
+    assert table[0, 0] == 0 and table[0, 5] == -1.0 and table[0, 15] == -9.0 and table[5, 2] == -1.0
+    weights = model.memory_reader.attention.locality
+    assert "memory_reader.attention.locality" in model.state_dict()
+    torch.testing.assert_close(weights.detach(), torch.ones(4))
+    assert model.reader_positions is None  # the bias needs no position codes
+    video, ids = _inputs(frames=3), locater.tokenize(["the red circle"])
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
+        seen.append((memory.shape[1], frame_pos, memory_pos, bias))
+        return original(frame, memory, frame_pos, memory_pos, bias)
+
+    model.memory_reader.forward = spy
+    with torch.no_grad():
+        state = model.start(video[:, :3], ids)
+        for t in range(3):
+            _, state = model.step(video[:, t], state)
+    assert [size for size, *_ in seen] == [40, 40, 56]  # as without the bias: local frames + 24 gated tokens
+    for size, frame_pos, memory_pos, bias in seen:
+        assert frame_pos is None and memory_pos is None
+        local = size - 24
+        torch.testing.assert_close(bias[:, :local], table.repeat(1, local // 16))
+        assert torch.count_nonzero(bias[:, local:]) == 0  # a gated global memory's tokens have no cell
+    # the attention adds w_h * bias to head h's logits
+    attention = model.memory_reader.attention
+    with torch.no_grad():
+        weights.copy_(torch.tensor([0.0, 1.0, 2.0, -0.5]))
+    query, memory = torch.randn(2, 16, 64), torch.randn(2, 32, 64)
+    bias = table.repeat(1, 2)
+    out = attention(query, memory, bias=bias)
+
+    def heads(x):
+        return x.view(2, -1, 4, 16).transpose(1, 2)
+
+    logits = heads(attention.q(query)) @ heads(attention.k(memory)).transpose(-1, -2) / 4.0
+    logits = logits + weights.view(1, 4, 1, 1) * bias
+    expected = attention.proj(
+        (torch.softmax(logits, -1) @ heads(attention.v(memory))).transpose(1, 2).reshape(2, 16, 64)
+    )
+    torch.testing.assert_close(out, expected)
+    # the weights learn
+    attention(query, memory, bias=bias).square().sum().backward()
+    assert weights.grad is not None and torch.count_nonzero(weights.grad) == 4
+    with pytest.raises(ValueError, match="locality bias is needed exactly"):
+        attention(query, memory)
+    with pytest.raises(ValueError, match="locality bias is needed exactly"):
+        MemoryAttention(64, 4)(query, memory, bias=bias)
+    with pytest.raises(ValueError, match="local_memory.write=window"):
+        locater.build_model(locater.load_config("configs/model/tiny.yaml", ["model.reader_locality=1.0"]))
+    with pytest.raises(ValueError, match="must be >= 0"):
+        locater.build_model(
+            locater.load_config("configs/model/tiny.yaml", [overrides[0], "model.reader_locality=-1"])
+        )
+
+
+def test_reader_locality_reaches_the_frames_of_a_window_global_memory():
+    torch.manual_seed(0)
+    overrides = [
+        "model.local_memory.write=window",
+        "model.reader_locality=2.0",
+        "model.global_memory.write=window",
+        "model.global_memory.size=3.0",
+    ]
+    model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
+    torch.testing.assert_close(model.locality_table[0, 15], torch.tensor(-18.0 / 8.0))  # d^2 = 18, sigma = 2
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
+        seen.append(bias)
+        return original(frame, memory, frame_pos, memory_pos, bias)
+
+    model.memory_reader.forward = spy
+    video, ids = _inputs(frames=3), locater.tokenize(["the star that stays still"])
+    with torch.no_grad():
+        state = model.start(video, ids)
+        for t in range(2):
+            _, state = model.step(video[:, t], state)
+    # frame 2: one remembered frame + the three global frames, every one with its cells
+    torch.testing.assert_close(seen[-1], model.locality_table.repeat(1, 4))
+
+
 def test_window_global_memory_keeps_every_global_frame_and_reads_them_with_positions():
     torch.manual_seed(0)
     overrides = [
@@ -459,9 +551,9 @@ def test_window_global_memory_keeps_every_global_frame_and_reads_them_with_posit
     seen = []
     original = model.memory_reader.forward
 
-    def spy(frame, memory_tokens, frame_pos=None, memory_pos=None):
+    def spy(frame, memory_tokens, frame_pos=None, memory_pos=None, bias=None):
         seen.append((memory_tokens, memory_pos))
-        return original(frame, memory_tokens, frame_pos, memory_pos)
+        return original(frame, memory_tokens, frame_pos, memory_pos, bias)
 
     model.memory_reader.forward = spy
     with torch.no_grad():

@@ -119,6 +119,7 @@ def test_memory_experiment_staged_recipe_smoke(tmp_path):
     for config in configs:  # the ablation and the model overrides of the recipe in every stage
         assert "size: 0.0" in config and "mask_encoding: patch" in config
         assert "write: window" in config and "reader_positions: true" in config
+        assert "reader_locality: 1.0" in config
     appearance, tracking, rule, own = configs
     assert "clip_length: 1" in appearance and "synthetic_start_share: 1.0" in appearance
     assert "clip_length: 3" in tracking and "synthetic_crossing_share: 0.5" in tracking

@@ -103,8 +103,9 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         global_memory=global_memory,
         local_memory=local_memory,
         query_generator=QueryGenerator(dim, heads, m.memory_mlp_ratio),
-        memory_reader=MemoryReader(dim, heads, m.reader_residual),
+        memory_reader=MemoryReader(dim, heads, m.reader_residual, locality=m.reader_locality > 0),
         reader_positions=sincos_position_embedding(vision.grid_size, dim) if m.reader_positions else None,
+        reader_locality=m.reader_locality,
         mask_decoder=MaskDecoder(
             dim,
             heads,

@@ -86,6 +86,10 @@ class Locater(nn.Module):
             and to the keys of the local memory's frames (the global memory's too when it keeps whole frames,
             ``rule="window"``; a gated global memory's tokens get none); needs a local memory that keeps whole
             frames in order (``rule="window"``) or none. Not the released model.
+        reader_locality: ``sigma`` in tokens, or 0 for none: the memory reader (built with ``locality=True``)
+            adds ``-d^2 / (2 sigma^2)`` per head (times a learned weight) to the logit of a query and a memory token
+            ``d`` grid cells apart, for the memory tokens that have a cell (as ``reader_positions``; a gated global
+            memory's tokens get 0). Same requirement on the local memory. Not the released model.
     """
 
     def __init__(
@@ -102,12 +106,20 @@ class Locater(nn.Module):
         num_global_frames: int = 3,
         checkpoint_fusion: bool = False,
         reader_positions: torch.Tensor | None = None,
+        reader_locality: float = 0.0,
     ) -> None:
         super().__init__()
-        if reader_positions is not None and local_memory is not None and local_memory.rule != "window":
+        if reader_locality < 0:
+            raise ValueError(f"model.reader_locality must be >= 0 (0: none), got {reader_locality}")
+        needs_frames = reader_positions is not None or reader_locality > 0
+        if needs_frames and local_memory is not None and local_memory.rule != "window":
             raise ValueError(
-                "position codes in the memory read need a local memory that keeps whole frames in order "
-                "(model.local_memory.write=window) or none"
+                "position codes or a locality bias in the memory read need a local memory that keeps whole frames "
+                "in order (model.local_memory.write=window) or none"
+            )
+        if (reader_locality > 0) != (memory_reader.attention.locality is not None):
+            raise ValueError(
+                "reader_locality > 0 needs a memory reader built with locality=True, and only then"
             )
         self.vision_encoder = vision_encoder
         self.text_encoder = text_encoder
@@ -123,6 +135,13 @@ class Locater(nn.Module):
         self.grid_size: tuple[int, int] = vision_encoder.grid_size
         self.reader_positions: torch.Tensor | None
         self.register_buffer("reader_positions", reader_positions, persistent=False)
+        self.reader_locality = float(reader_locality)
+        self.locality_table: torch.Tensor | None
+        self.register_buffer(
+            "locality_table",
+            _locality_table(self.grid_size, reader_locality) if reader_locality > 0 else None,
+            persistent=False,
+        )
 
     # ----------------------------------------------------------------------------------------------- helpers
     @property
@@ -222,30 +241,48 @@ class Locater(nn.Module):
         output, state = self.step_with_aux(frame, state, memory_mask, memory_mask_select, with_aux=False)
         return output.logits, state
 
-    def _read_positions(
-        self, features: torch.Tensor, local: torch.Tensor, memory: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Position codes of the reader's queries (``N x C``) and keys (``M x C``: the grid code for each frame in
-        the local memory, and in the global memory when it keeps whole frames (``write="window"``), zeros for the
-        tokens of a gated global memory), or ``(None, None)`` without them."""
-        if self.reader_positions is None:
-            return None, None
-        codes = self.reader_positions.to(features.dtype)
+    def _memory_cells(self, num_local: int, num_global: int) -> torch.Tensor:
+        """The grid cell of each memory token read by the reader, ``-1`` where it has none.
 
-        def per_frame(num_memory_tokens: int, name: str) -> torch.Tensor:
-            frames, rest = divmod(num_memory_tokens, codes.shape[0])
+        The local memory holds whole frames in order (checked at construction), so does the global memory with
+        ``write="window"``; a gated global memory's tokens have no cell.
+
+        Returns:
+            ``M`` int64, ``M = num_local + num_global``.
+        """
+        num_cells = self.grid_size[0] * self.grid_size[1]
+        device = self.text_encoder.embedding.weight.device
+
+        def per_frame(num_tokens: int, name: str) -> torch.Tensor:
+            frames, rest = divmod(num_tokens, num_cells)
             if rest:
-                raise RuntimeError(
-                    f"{name} memory of {num_memory_tokens} tokens is not whole frames of {codes.shape[0]}"
-                )
-            return codes.repeat(frames, 1)
+                raise RuntimeError(f"{name} memory of {num_tokens} tokens is not whole frames of {num_cells}")
+            return torch.arange(num_cells, device=device).repeat(frames)
 
-        num_global = memory.shape[1] - local.shape[1]
         if self.global_memory is not None and self.global_memory.rule == "window":
-            global_keys = per_frame(num_global, "global")
+            global_cells = per_frame(num_global, "global")
         else:
-            global_keys = codes.new_zeros(num_global, codes.shape[1])
-        return codes, torch.cat([per_frame(local.shape[1], "local"), global_keys])
+            global_cells = torch.full((num_global,), -1, dtype=torch.long, device=device)
+        return torch.cat([per_frame(num_local, "local"), global_cells])
+
+    def _read_context(
+        self, features: torch.Tensor, local: torch.Tensor, memory: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+        """What the memory reader takes besides the tokens: the position codes of its queries (``N x C``) and keys
+        (``M x C``, zeros for a token without a cell; see :meth:`_memory_cells`), or ``None`` without
+        ``reader_positions``; and the ``N x M`` locality bias (0 for a token without a cell), or ``None``."""
+        if self.reader_positions is None and self.locality_table is None:
+            return None, None, None
+        cells = self._memory_cells(local.shape[1], memory.shape[1] - local.shape[1])
+        has_cell = (cells >= 0).unsqueeze(0)
+        index = cells.clamp(min=0)
+        query_pos = memory_pos = bias = None
+        if self.reader_positions is not None:
+            codes = self.reader_positions.to(features.dtype)
+            query_pos, memory_pos = codes, codes[index] * has_cell.T
+        if self.locality_table is not None:
+            bias = self.locality_table[:, index].to(features.dtype) * has_cell
+        return query_pos, memory_pos, bias
 
     def step_with_aux(
         self,
@@ -270,7 +307,7 @@ class Locater(nn.Module):
             global_mean = torch.zeros_like(frame_mean)
             memory = local
         queries = self.query_generator(state.words, frame_mean, local.mean(dim=1), global_mean)
-        read = self.memory_reader(features, memory, *self._read_positions(features, local, memory))
+        read = self.memory_reader(features, memory, *self._read_context(features, local, memory))
         image = frame if self.mask_decoder.image_skip else None
         logits = self.mask_decoder(read, queries, self.grid_size, image, state.video_index)
 
@@ -337,3 +374,10 @@ class Locater(nn.Module):
             if output.aux_logits is not None:
                 aux.append(output.aux_logits)
         return torch.stack(logits, dim=1), (torch.stack(aux, dim=1) if aux else None)
+
+
+def _locality_table(grid_size: tuple[int, int], sigma: float) -> torch.Tensor:
+    """``-d^2 / (2 sigma^2)`` between every two cells of the token grid (raster order), ``d`` in cells: ``N x N``."""
+    rows, cols = torch.meshgrid(torch.arange(grid_size[0]), torch.arange(grid_size[1]), indexing="ij")
+    cells = torch.stack([rows.flatten(), cols.flatten()], dim=1).double()
+    return (-torch.cdist(cells, cells).pow(2) / (2 * sigma**2)).float()
