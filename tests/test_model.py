@@ -508,6 +508,51 @@ def test_reader_locality_biases_each_head_by_grid_distance_to_the_memory_tokens_
         )
 
 
+def test_reader_locality_with_position_codes_as_the_staged_recipe_and_zero_weights_read_as_without_it():
+    torch.manual_seed(0)
+    overrides = [
+        "model.local_memory.write=window",
+        "model.reader_positions=true",
+        "model.reader_locality=1.0",
+    ]
+    model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
+    codes, table = model.reader_positions, model.locality_table
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
+        seen.append((memory.shape[1], frame_pos, memory_pos, bias))
+        return original(frame, memory, frame_pos, memory_pos, bias)
+
+    model.memory_reader.forward = spy
+    video, ids = _inputs(frames=3), locater.tokenize(["the star moving right"])
+    with torch.no_grad():
+        state = model.start(video[:, :3], ids)
+        for t in range(3):
+            _, state = model.step(video[:, t], state)
+    for size, frame_pos, memory_pos, bias in seen:  # both, for the same tokens
+        local = size - 24
+        torch.testing.assert_close(frame_pos, codes)
+        torch.testing.assert_close(memory_pos[:local], codes.repeat(local // 16, 1))
+        torch.testing.assert_close(bias[:, :local], table.repeat(1, local // 16))
+        assert torch.count_nonzero(memory_pos[local:]) == 0 and torch.count_nonzero(bias[:, local:]) == 0
+    # with every head's weight at 0 the attention is the one of a reader without the bias (same parameters)
+    attention = model.memory_reader.attention
+    plain = MemoryAttention(64, 4)
+    plain.load_state_dict({k: v for k, v in attention.state_dict().items() if k != "locality"})
+    query, memory = torch.randn(2, 16, 64), torch.randn(2, 40, 64)
+    memory_pos = torch.cat([codes, torch.zeros(24, 64)])
+    bias = torch.cat([table, torch.zeros(16, 24)], dim=1)
+    with torch.no_grad():
+        assert not torch.allclose(
+            attention(query, memory, codes, memory_pos, bias), plain(query, memory, codes, memory_pos)
+        )
+        attention.locality.zero_()
+        torch.testing.assert_close(
+            attention(query, memory, codes, memory_pos, bias), plain(query, memory, codes, memory_pos)
+        )
+
+
 def test_reader_locality_reaches_the_frames_of_a_window_global_memory():
     torch.manual_seed(0)
     overrides = [
