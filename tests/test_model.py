@@ -15,6 +15,24 @@ def _inputs(num_videos=1, frames=6, size=64, seed=0):
     return video
 
 
+def _reads(model, global_frames, frames, ids):
+    """Stream ``frames`` after ``start(global_frames, ids)`` without gradients; returns what the memory reader got
+    at each frame: ``(memory, frame_pos, memory_pos, bias)``."""
+    seen = []
+    original = model.memory_reader.forward
+
+    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
+        seen.append((memory, frame_pos, memory_pos, bias))
+        return original(frame, memory, frame_pos, memory_pos, bias)
+
+    model.memory_reader.forward = spy
+    with torch.no_grad():
+        state = model.start(global_frames, ids)
+        for t in range(frames.shape[1]):
+            _, state = model.step(frames[:, t], state)
+    return seen
+
+
 def _run(model, video, ids, video_index=None):
     glob = video[:, [1, 3, 5]]
     state = model.start(glob, ids, video_index)
@@ -407,24 +425,13 @@ def test_reader_positions_code_the_queries_and_each_local_frame_keys():
     codes = model.reader_positions
     assert codes.shape == (16, 64) and "reader_positions" not in model.state_dict()  # fixed, not saved
     video, ids = _inputs(frames=3), locater.tokenize(["the red circle"])
-    seen = []
-    original = model.memory_reader.forward
-
-    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
-        assert bias is None  # no locality bias unless model.reader_locality > 0
-        seen.append((memory.shape[1], frame_pos, memory_pos))
-        return original(frame, memory, frame_pos, memory_pos)
-
-    model.memory_reader.forward = spy
-    with torch.no_grad():
-        state = model.start(video[:, :3], ids)
-        for t in range(3):
-            _, state = model.step(video[:, t], state)
+    seen = _reads(model, video[:, :3], video, ids)
+    assert all(bias is None for *_, bias in seen)  # no locality bias unless model.reader_locality > 0
     # frame 1 reads the frame itself (16 tokens) + 24 global tokens; frames 2 and 3 one and two remembered frames
-    assert [size for size, _, _ in seen] == [40, 40, 56]
-    for size, frame_pos, memory_pos in seen:
+    assert [memory.shape[1] for memory, *_ in seen] == [40, 40, 56]
+    for memory, frame_pos, memory_pos, _ in seen:
         torch.testing.assert_close(frame_pos, codes)
-        local = size - 24
+        local = memory.shape[1] - 24
         torch.testing.assert_close(memory_pos[:local], codes.repeat(local // 16, 1))
         assert torch.count_nonzero(memory_pos[local:]) == 0  # global memory tokens have no grid position
     # the attention adds the codes to queries and keys only
@@ -458,22 +465,12 @@ def test_reader_locality_biases_each_head_by_grid_distance_to_the_memory_tokens_
     torch.testing.assert_close(weights.detach(), torch.ones(4))
     assert model.reader_positions is None  # the bias needs no position codes
     video, ids = _inputs(frames=3), locater.tokenize(["the red circle"])
-    seen = []
-    original = model.memory_reader.forward
-
-    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
-        seen.append((memory.shape[1], frame_pos, memory_pos, bias))
-        return original(frame, memory, frame_pos, memory_pos, bias)
-
-    model.memory_reader.forward = spy
-    with torch.no_grad():
-        state = model.start(video[:, :3], ids)
-        for t in range(3):
-            _, state = model.step(video[:, t], state)
-    assert [size for size, *_ in seen] == [40, 40, 56]  # as without the bias: local frames + 24 gated tokens
-    for size, frame_pos, memory_pos, bias in seen:
+    seen = _reads(model, video[:, :3], video, ids)
+    # as without the bias: local frames + 24 gated tokens
+    assert [memory.shape[1] for memory, *_ in seen] == [40, 40, 56]
+    for memory, frame_pos, memory_pos, bias in seen:
         assert frame_pos is None and memory_pos is None
-        local = size - 24
+        local = memory.shape[1] - 24
         torch.testing.assert_close(bias[:, :local], table.repeat(1, local // 16))
         assert torch.count_nonzero(bias[:, local:]) == 0  # a gated global memory's tokens have no cell
     # the attention adds w_h * bias to head h's logits
@@ -517,21 +514,11 @@ def test_reader_locality_with_position_codes_as_the_staged_recipe_and_zero_weigh
     ]
     model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
     codes, table = model.reader_positions, model.locality_table
-    seen = []
-    original = model.memory_reader.forward
-
-    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
-        seen.append((memory.shape[1], frame_pos, memory_pos, bias))
-        return original(frame, memory, frame_pos, memory_pos, bias)
-
-    model.memory_reader.forward = spy
     video, ids = _inputs(frames=3), locater.tokenize(["the star moving right"])
-    with torch.no_grad():
-        state = model.start(video[:, :3], ids)
-        for t in range(3):
-            _, state = model.step(video[:, t], state)
-    for size, frame_pos, memory_pos, bias in seen:  # both, for the same tokens
-        local = size - 24
+    seen = _reads(model, video[:, :3], video, ids)
+    assert len(seen) == 3
+    for memory, frame_pos, memory_pos, bias in seen:  # both, for the same tokens
+        local = memory.shape[1] - 24
         torch.testing.assert_close(frame_pos, codes)
         torch.testing.assert_close(memory_pos[:local], codes.repeat(local // 16, 1))
         torch.testing.assert_close(bias[:, :local], table.repeat(1, local // 16))
@@ -563,21 +550,10 @@ def test_reader_locality_reaches_the_frames_of_a_window_global_memory():
     ]
     model = locater.build_model(locater.load_config("configs/model/tiny.yaml", overrides)).eval()
     torch.testing.assert_close(model.locality_table[0, 15], torch.tensor(-18.0 / 8.0))  # d^2 = 18, sigma = 2
-    seen = []
-    original = model.memory_reader.forward
-
-    def spy(frame, memory, frame_pos=None, memory_pos=None, bias=None):
-        seen.append(bias)
-        return original(frame, memory, frame_pos, memory_pos, bias)
-
-    model.memory_reader.forward = spy
     video, ids = _inputs(frames=3), locater.tokenize(["the star that stays still"])
-    with torch.no_grad():
-        state = model.start(video, ids)
-        for t in range(2):
-            _, state = model.step(video[:, t], state)
+    seen = _reads(model, video, video[:, :2], ids)
     # frame 2: one remembered frame + the three global frames, every one with its cells
-    torch.testing.assert_close(seen[-1], model.locality_table.repeat(1, 4))
+    torch.testing.assert_close(seen[-1][3], model.locality_table.repeat(1, 4))
 
 
 def test_window_global_memory_keeps_every_global_frame_and_reads_them_with_positions():

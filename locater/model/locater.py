@@ -135,7 +135,6 @@ class Locater(nn.Module):
         self.grid_size: tuple[int, int] = vision_encoder.grid_size
         self.reader_positions: torch.Tensor | None
         self.register_buffer("reader_positions", reader_positions, persistent=False)
-        self.reader_locality = float(reader_locality)
         self.locality_table: torch.Tensor | None
         self.register_buffer(
             "locality_table",
