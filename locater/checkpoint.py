@@ -322,8 +322,50 @@ def from_official(
     return model.eval()
 
 
+# model switches of ours that the official code does not have, with their released values (locater/defaults/model.yaml)
+RELEASED_SWITCHES = {
+    "vision.stem_channels": 0,
+    "global_memory.write": "gated",
+    "local_memory.write": "gated",
+    "local_memory.mask_encoding": "conv",
+    "reader_residual": False,
+    "reader_positions": False,
+    "reader_locality": 0.0,
+    "decoder_activation": "none",
+    "decoder_image_skip": False,
+    "decoder_refine": 0,
+}
+
+
+def unreleased_switches(model_config: Mapping) -> dict[str, Any]:
+    """The switches of a resolved ``model`` section that differ from the released model: ``{dotted key: value}``."""
+    found = {}
+    for dotted, released in RELEASED_SWITCHES.items():
+        value: Any = model_config
+        for part in dotted.split("."):
+            value = value[part]
+        if value != released:
+            found[dotted] = value
+    return found
+
+
 def export_official(model: Locater, path: str | Path) -> Path:
-    """Write ``model``'s weights in the official naming (loadable by the official ``VLFTrans``)."""
+    """Write ``model``'s weights in the official naming (loadable by the official ``VLFTrans``).
+
+    Raises:
+        CheckpointError: the model uses a switch the official code does not have (``RELEASED_SWITCHES``; read from
+            ``model.model_config``, which :func:`locater.build_model` sets), so its weights would not load there or
+            would compute something else.
+    """
+    config = getattr(model, "model_config", None)
+    if config is not None:
+        found = unreleased_switches(config)
+        if found:
+            listed = ", ".join(
+                f"model.{key}={value!r} (released: {RELEASED_SWITCHES[key]!r})"
+                for key, value in found.items()
+            )
+            raise CheckpointError(f"cannot export to the official format: the model uses {listed}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()})

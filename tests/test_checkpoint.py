@@ -143,3 +143,24 @@ def test_unreadable_checkpoint_names_the_file(tmp_path):
         locater.load_checkpoint(_model(), path)
     with pytest.raises(CheckpointError, match="not found"):
         locater.load_checkpoint(_model(), tmp_path / "absent.pt")
+
+
+def test_export_official_refuses_switches_the_official_code_lacks(tmp_path):
+    assert _model().model_config["reader_locality"] == 0.0  # build_model records the resolved section
+    overrides = [
+        "model.local_memory.write=window",
+        "model.reader_positions=true",
+        "model.reader_locality=1.0",
+        "model.decoder_refine=8",
+    ]
+    model = _model(overrides)
+    with pytest.raises(locater.CheckpointError) as error:
+        locater.export_official(model, tmp_path / "official.pth")
+    message = str(error.value)
+    assert "model.local_memory.write='window' (released: 'gated')" in message
+    assert "model.reader_positions=True" in message and "model.reader_locality=1.0" in message
+    assert "model.decoder_refine=8 (released: 0)" in message and "global_memory" not in message
+    assert not (tmp_path / "official.pth").exists()
+    # one switch alone is enough
+    with pytest.raises(locater.CheckpointError, match=r"model\.decoder_activation='relu'"):
+        locater.export_official(_model(["model.decoder_activation=relu"]), tmp_path / "official.pth")

@@ -96,7 +96,7 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         if m.aux_heads
         else None
     )
-    return Locater(
+    model = Locater(
         vision_encoder=vision,
         text_encoder=text,
         fusion_stages=fusion,
@@ -119,6 +119,8 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         num_global_frames=m.global_memory.num_frames,
         checkpoint_fusion=m.fusion.checkpoint,
     )
+    model.model_config = m.to_dict()  # the resolved section (export_official checks its switches)
+    return model
 
 
 def build_model(cfg: str | Path | Mapping | None = None) -> Locater:
