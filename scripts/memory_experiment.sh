@@ -28,6 +28,7 @@
 #   MODEL_ARGS='model.local_memory.write=window model.reader_positions=true' bash scripts/memory_experiment.sh
 #                                                            # other model overrides, for every variant
 #   VARIANTS='full no_local_memory' DOCS=docs/x bash scripts/memory_experiment.sh   # some of the variants
+#   PARALLEL=1 bash scripts/memory_experiment.sh            # the variants at once, logs in OUT/VARIANT.log (a GPU)
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,16 +98,44 @@ for variant in "${SELECTED[@]}"; do
 done
 start=$(date +%s)
 python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
-runs=()
-for variant in "${SELECTED[@]}"; do
+# train and evaluate one variant
+run_variant() {
+    local variant=$1
     # shellcheck disable=SC2086
     bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}"
     # shellcheck disable=SC2086
     python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
         ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}" eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
         --output-dir "$OUT/eval/$variant" --no-progress
+}
+runs=()
+for variant in "${SELECTED[@]}"; do
     runs+=("$variant=$OUT/eval/$variant")
 done
+if [ -n "${PARALLEL:-}" ]; then
+    # every variant at once (a GPU, or a machine with cores to spare), each logging to OUT/VARIANT.log
+    mkdir -p "$OUT"
+    pids=()
+    for variant in "${SELECTED[@]}"; do
+        run_variant "$variant" > "$OUT/$variant.log" 2>&1 &
+        pids+=($!)
+    done
+    failed=()
+    for i in "${!SELECTED[@]}"; do
+        wait "${pids[$i]}" || failed+=("${SELECTED[$i]}")
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        for variant in "${failed[@]}"; do
+            echo "variant $variant failed; the end of $OUT/$variant.log:" >&2
+            tail -n 20 "$OUT/$variant.log" >&2
+        done
+        exit 1
+    fi
+else
+    for variant in "${SELECTED[@]}"; do
+        run_variant "$variant"
+    done
+fi
 mkdir -p "$DOCS"
 python scripts/quickstart_report.py --runs "${runs[@]}" --out "$OUT" --plot "$DOCS/memory_experiment.png"
 cp "$OUT/results.json" "$DOCS/memory_experiment.json"
@@ -129,9 +158,9 @@ elapsed=$(( $(date +%s) - start ))
     stages=""
     [ "$RULE_MINUTES" = 0 ] || stages+=" RULE=$RULE_MINUTES RULE_MIX='$RULE_MIX'${RULE_ARGS:+ RULE_ARGS='$RULE_ARGS'}"
     [ "$OWN_MINUTES" = 0 ] || stages+=" OWN=$OWN_MINUTES OWN_ARGS='$OWN_ARGS'"
-    echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'} bash scripts/memory_experiment.sh\`  "
+    echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'}${PARALLEL:+ PARALLEL=1} bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
-    echo "Wall time: ${elapsed} s for ${#runs[@]} variants x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
+    echo "Wall time: ${elapsed} s for ${#runs[@]} variants${PARALLEL:+ trained at once} x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
     echo
     echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
     echo

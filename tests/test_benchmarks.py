@@ -33,3 +33,39 @@ def test_evaluation_benchmark_equal_metrics_and_fewer_vision_passes(tmp_path):
     assert set(data["speedups"]) == {official[0], single[0], lockstep[0]}
     text = out.read_text()
     assert "<!-- begin:evaluation -->" in text and "Evaluation loop" in text
+
+
+def test_compare_logits_numbers():
+    import torch
+
+    from locater.bench.precision import compare_logits
+
+    reference = torch.tensor([[2.0, -1.0], [0.5, -3.0]])
+    other = torch.tensor([[1.5, 1.0], [-0.5, -3.0]])
+    numbers = compare_logits(reference, other)
+    assert numbers["max_abs_logit"] == 2.0
+    assert numbers["mask_agreement"] == 0.5  # (0,1) and (1,0) change sides
+    assert abs(numbers["mask_iou"] - 1 / 3) < 1e-9  # masks {(0,0),(1,0)} and {(0,0),(0,1)}
+    expected = (reference.sigmoid() - other.sigmoid()).abs().mean().item()
+    assert abs(numbers["mean_abs_prob"] - expected) < 1e-7
+    assert compare_logits(-torch.ones(2, 2), -torch.ones(2, 2))["mask_iou"] == 1.0  # both empty
+
+
+def test_precision_benchmark_on_the_cpu(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    command = [sys.executable, "tools/benchmark.py", "--precision", "--device", "cpu"]
+    command += ["--config", "configs/model/tiny.yaml", "--train-config", "configs/model/tiny.yaml"]
+    command += ["--frames", "2", "--steps", "6", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[
+        -3000:
+    ]  # it exits non-zero when a loss is not finite or not lower
+    text = out.read_text()
+    assert "<!-- begin:precision-cpu -->" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    bf16 = next(line for line in rows if "bf16 autocast, cpu" in line).split(" | ")
+    assert 0.9 <= float(bf16[4]) <= 1.0  # bf16 keeps most pixels on the same side
+    assert "float32, CPU" not in text  # no CPU-vs-device rows without a device
+    trained = [line.split(" | ") for line in rows if line.startswith(("| none", "| bf16 |"))]
+    assert [row[0] for row in trained] == ["| none", "| bf16"]
+    assert all(row[3].strip(" |") == "yes" and float(row[2]) < float(row[1]) for row in trained)

@@ -45,16 +45,21 @@ def test_quickstart_smoke(tmp_path):
 
 
 def test_memory_experiment_smoke(tmp_path):
-    """RECIPE=two_stage, the four variants: each ablation in every stage; the report's tables and oracle rows."""
+    """RECIPE=two_stage, the four variants at once (PARALLEL=1): each ablation in every stage; the report's tables
+    and oracle rows; then one variant the sequential way, and the errors."""
     docs = tmp_path / "docs"
     env = _env(SMOKE="1", RECIPE="two_stage", OUT=str(tmp_path / "runs"), DATA=str(tmp_path / "synthetic"))
-    env.update(DOCS=str(docs))
+    env.update(DOCS=str(docs), PARALLEL="1")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     variants = ["full", "no_local_memory", "no_global_memory", "no_mask_history"]
+    for variant in variants:  # each variant's own log, of its training and evaluation
+        log = (tmp_path / "runs" / f"{variant}.log").read_text()
+        assert f"runs/{variant}/appearance" in log and f"eval/{variant}" in log, log[-2000:]
     _check_results(json.loads((docs / "memory_experiment.json").read_text()), variants)
     report = (docs / "memory_experiment.md").read_text()
     assert "RECIPE=two_stage" in report and "RULE=" not in report and "OWN=" not in report
+    assert "PARALLEL=1 bash scripts/memory_experiment.sh" in report and "4 variants trained at once" in report
     assert all(v in report for v in variants) and (docs / "memory_experiment.png").stat().st_size > 1000
     assert "TEMP by the side of the crossing" in report and "| no_mask_history |" in report
     for variant in variants:  # each ablation really trained its own model, in both stages of the curriculum
@@ -81,7 +86,13 @@ def test_memory_experiment_smoke(tmp_path):
     # two tables per variant: by the side of the crossing, and whom it segments at the first frames
     assert oracle.count("| own masks |") == 6 and oracle.count("| true masks |") == 6
     assert oracle.count("| memory | frame 1 | frame 2 | frame 3 | later frames |") == 3
-    # some of the variants, with more model overrides
+    # a variant that fails at once: the script fails and shows the end of its log
+    env.update(VARIANTS="full no_mask_history", MODEL_ARGS="model.local_memory.write=sideways")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 1 and "variant full failed" in result.stderr and "sideways" in result.stderr
+    assert "variant no_mask_history failed" in result.stderr
+    # some of the variants, one after the other, with more model overrides
+    env.pop("PARALLEL")
     env.update(VARIANTS="full", MODEL_ARGS="model.local_memory.write=window model.reader_positions=true")
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -4,6 +4,7 @@
   python tools/benchmark.py --eval     [options]   evaluator vs a re-creation of the official evaluation loop
   python tools/benchmark.py --scaling  [options]   streaming vs attend-over-all-frames on 16..1024 frames
   python tools/benchmark.py --train    [options]   training samples/s and peak memory
+  python tools/benchmark.py --precision [options]  float32 on the device vs the CPU, bf16/fp16 autocast, AMP training
 
 Options after the mode flag go to that benchmark: `python tools/benchmark.py --step --help`.
 """
@@ -18,6 +19,7 @@ MODES = {
     "--eval": "locater.bench.evaluation",
     "--scaling": "locater.bench.scaling",
     "--train": "locater.bench.training",
+    "--precision": "locater.bench.precision",
 }
 
 

@@ -12,6 +12,7 @@ import argparse
 import contextlib
 import multiprocessing as mp
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -26,38 +27,37 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def benchmark_training(
+def training_step(
     config: str,
     batch_size: int = 2,
     clip_length: int = 4,
-    steps: int = 5,
-    warmup: int = 2,
     amp: str = "none",
     device: str = "cpu",
-    threads: int | None = None,
     seed: int = 0,
-) -> dict[str, float]:
-    """Time ``steps`` optimizer steps (after ``warmup``) in this process.
+) -> tuple[torch.nn.Module, Callable[[], torch.Tensor]]:
+    """A model of ``config`` and a function that runs one optimizer step on a fixed random batch.
 
     Args:
-        config: a config whose ``model`` section is measured (``train.*`` supplies the optimizer and loss).
+        config: a config whose ``model`` section is built (``train.*`` supplies the optimizer and loss).
         batch_size: clips per step; clip_length: ``T`` frames per clip.
-        amp: ``none`` | ``bf16`` | ``fp16`` (fp16 on CUDA only).
+        amp: ``none`` | ``bf16`` | ``fp16`` (fp16 on CUDA only, with a gradient scaler).
         device: ``cpu`` or ``cuda``.
 
     Returns:
-        ``samples_per_s``, ``frames_per_s`` (clip frames), ``seconds_per_step``, ``peak_memory_mb`` (CUDA allocator
-        peak on GPUs, the process's peak resident set on the CPU), ``parameters_m``.
+        The model and ``one_step()``: forward over the clip through the memory (plus the N1 global frames), BCE + Dice
+        + auxiliary losses, backward, gradient clipping at 1, AdamW; it returns the detached loss (no sync).
     """
     import locater
     from locater.engine.losses import LossWeights, segmentation_loss
     from locater.engine.optim import build_optimizer
 
-    if threads:
-        torch.set_num_threads(threads)
+    if amp not in ("none", "bf16", "fp16"):
+        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
+    target = torch.device(device)
+    if amp == "fp16" and target.type != "cuda":
+        raise ValueError("amp=fp16 needs a CUDA device; use bf16 on the CPU")
     cfg = locater.load_config(config)
     torch.manual_seed(seed)
-    target = torch.device(device)
     model = locater.build_model(cfg).to(target).train()
     optimizer = build_optimizer(model, cfg.train.optimizer)
     weights = LossWeights.from_config(cfg.train.loss, len(model.fusion))
@@ -74,10 +74,8 @@ def benchmark_training(
         if amp != "none"
         else contextlib.nullcontext()
     )
-    if target.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(target)
 
-    def one_step() -> None:
+    def one_step() -> torch.Tensor:
         with autocast:
             logits, aux = model(global_frames, ids, clip, memory_masks=masks, memory_mask_select=valid)
         loss, _ = segmentation_loss(logits, aux, masks, valid, weights)
@@ -87,7 +85,34 @@ def benchmark_training(
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
 
+    return model, one_step
+
+
+def benchmark_training(
+    config: str,
+    batch_size: int = 2,
+    clip_length: int = 4,
+    steps: int = 5,
+    warmup: int = 2,
+    amp: str = "none",
+    device: str = "cpu",
+    threads: int | None = None,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Time ``steps`` optimizer steps of :func:`training_step` (after ``warmup``) in this process.
+
+    Returns:
+        ``samples_per_s``, ``frames_per_s`` (clip frames), ``seconds_per_step``, ``peak_memory_mb`` (CUDA allocator
+        peak on GPUs, the process's peak resident set on the CPU), ``parameters_m``.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    target = torch.device(device)
+    model, one_step = training_step(config, batch_size, clip_length, amp, device, seed)
+    if target.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(target)
     for _ in range(warmup):
         one_step()
     if target.type == "cuda":
