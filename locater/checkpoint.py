@@ -318,7 +318,6 @@ def from_official(
     config = load_config({"model": section})
     model = build_model_from_section(config.model)
     load_checkpoint(model, state)
-    model.model_config = config.model.to_dict()
     return model.eval()
 
 
@@ -337,15 +336,24 @@ RELEASED_SWITCHES = {
 }
 
 
-def unreleased_switches(model_config: Mapping) -> dict[str, Any]:
-    """The switches of a resolved ``model`` section that differ from the released model: ``{dotted key: value}``."""
+def unreleased_switches(model_config: Mapping) -> dict[str, tuple[Any, Any]]:
+    """The settings of a resolved ``model`` section that the official code cannot build: the switches of
+    ``RELEASED_SWITCHES`` away from their released values, and a decoder width other than the official
+    ``(embed_dim + memory_heads^2) // 4`` (0 stands for it).
+
+    Returns:
+        ``{dotted key: (value, released value)}``.
+    """
     found = {}
     for dotted, released in RELEASED_SWITCHES.items():
         value: Any = model_config
         for part in dotted.split("."):
             value = value[part]
         if value != released:
-            found[dotted] = value
+            found[dotted] = (value, released)
+    official_width = (model_config["embed_dim"] + model_config["memory_heads"] ** 2) // 4
+    if model_config["decoder_width"] not in (0, official_width):
+        found["decoder_width"] = (model_config["decoder_width"], official_width)
     return found
 
 
@@ -353,17 +361,16 @@ def export_official(model: Locater, path: str | Path) -> Path:
     """Write ``model``'s weights in the official naming (loadable by the official ``VLFTrans``).
 
     Raises:
-        CheckpointError: the model uses a switch the official code does not have (``RELEASED_SWITCHES``; read from
-            ``model.model_config``, which :func:`locater.build_model` sets), so its weights would not load there or
-            would compute something else.
+        CheckpointError: the model uses a setting the official code does not have (:func:`unreleased_switches`,
+            read from ``model.model_config``, which ``build_model_from_section`` sets; a DDP wrapper is looked
+            through), so its weights would not load there or would compute something else.
     """
-    config = getattr(model, "model_config", None)
+    config = getattr(getattr(model, "module", model), "model_config", None)
     if config is not None:
         found = unreleased_switches(config)
         if found:
             listed = ", ".join(
-                f"model.{key}={value!r} (released: {RELEASED_SWITCHES[key]!r})"
-                for key, value in found.items()
+                f"model.{key}={value!r} (released: {released!r})" for key, (value, released) in found.items()
             )
             raise CheckpointError(f"cannot export to the official format: the model uses {listed}")
     path = Path(path)

@@ -136,7 +136,6 @@ def load_model(
             config = load_config({"model": dict(stored["model"])}, list(overrides))
             model = build_model_from_section(config.model)
             load_checkpoint(model, raw, strict=False)
-            model.model_config = config.model.to_dict()
         else:
             model = from_official(raw, **tree.get("model", {}))
     except CheckpointError as error:

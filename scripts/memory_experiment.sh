@@ -113,9 +113,18 @@ for variant in "${SELECTED[@]}"; do
     runs+=("$variant=$OUT/eval/$variant")
 done
 if [ -n "${PARALLEL:-}" ]; then
-    # every variant at once (a GPU, or a machine with cores to spare), each logging to OUT/VARIANT.log
+    # every variant at once (a GPU, or a machine with cores to spare), each logging to OUT/VARIANT.log; a failed
+    # variant is reported once all have ended. Ctrl-C or TERM stops every variant's processes (background jobs of a
+    # script ignore SIGINT themselves).
     mkdir -p "$OUT"
     pids=()
+    tree_pids() {  # a process and all its descendants
+        local child
+        echo "$1"
+        for child in $(pgrep -P "$1" || true); do tree_pids "$child"; done
+    }
+    # shellcheck disable=SC2046
+    trap 'kill -TERM $(for pid in "${pids[@]}"; do tree_pids "$pid"; done) 2> /dev/null; exit 130' INT TERM
     for variant in "${SELECTED[@]}"; do
         run_variant "$variant" > "$OUT/$variant.log" 2>&1 &
         pids+=($!)
@@ -124,6 +133,7 @@ if [ -n "${PARALLEL:-}" ]; then
     for i in "${!SELECTED[@]}"; do
         wait "${pids[$i]}" || failed+=("${SELECTED[$i]}")
     done
+    trap - INT TERM
     if [ ${#failed[@]} -gt 0 ]; then
         for variant in "${failed[@]}"; do
             echo "variant $variant failed; the end of $OUT/$variant.log:" >&2

@@ -69,3 +69,29 @@ def test_precision_benchmark_on_the_cpu(tmp_path):
     trained = [line.split(" | ") for line in rows if line.startswith(("| none", "| bf16 |"))]
     assert [row[0] for row in trained] == ["| none", "| bf16"]
     assert all(row[3].strip(" |") == "yes" and float(row[2]) < float(row[1]) for row in trained)
+
+
+def test_precision_benchmark_fails_on_non_finite_outputs_or_no_learning(monkeypatch):
+    import pytest
+    import torch
+
+    from locater.bench import precision, training
+
+    def fake_logits(config, device, amp="none", frames=4, seed=0, allow_tf32=False):
+        logits = torch.zeros(frames, 2, 8, 8)
+        return logits.fill_(float("nan")) if amp == "bf16" else logits
+
+    monkeypatch.setattr(precision, "streaming_logits", fake_logits)
+    monkeypatch.setattr(precision, "training_losses", lambda config, amp, device, steps, seed=0: [1.0, 0.5])
+    arguments = ["--device", "cpu", "--frames", "2", "--steps", "2", "--no-write"]
+    with pytest.raises(SystemExit, match="streaming bf16 autocast, cpu") as failure:
+        precision.main(arguments)
+    assert "training" not in str(failure.value)  # both training runs lowered their loss
+    monkeypatch.setattr(precision, "streaming_logits", lambda *args, **kwargs: torch.zeros(2, 2, 8, 8))
+    monkeypatch.setattr(precision, "training_losses", lambda config, amp, device, steps, seed=0: [1.0, 1.0])
+    with pytest.raises(SystemExit, match="training with amp none, training with amp bf16"):
+        precision.main(arguments)
+    monkeypatch.setattr(precision, "training_losses", lambda config, amp, device, steps, seed=0: [1.0, 0.9])
+    assert "| none | 1.0000 | 0.9000 | yes |" in precision.main(arguments)
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        training.training_step("configs/model/tiny.yaml", amp="fp16", device="cpu")

@@ -164,3 +164,8 @@ def test_export_official_refuses_switches_the_official_code_lacks(tmp_path):
     # one switch alone is enough
     with pytest.raises(locater.CheckpointError, match=r"model\.decoder_activation='relu'"):
         locater.export_official(_model(["model.decoder_activation=relu"]), tmp_path / "official.pth")
+    # a decoder width other than the official (embed_dim + heads^2) // 4 (tiny: (64 + 16) // 4 = 20)
+    assert _model(["model.decoder_width=20"]).mask_decoder.convs[0].out_channels == 20
+    locater.export_official(_model(["model.decoder_width=20"]), tmp_path / "official.pth")  # the same as 0
+    with pytest.raises(locater.CheckpointError, match=r"model\.decoder_width=24 \(released: 20\)"):
+        locater.export_official(_model(["model.decoder_width=24"]), tmp_path / "official.pth")

@@ -349,3 +349,37 @@ def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     assert cells[0].endswith(f"({2 * crossing})") and cells[1].endswith(
         f"({2 * (video.num_frames - crossing)})"
     )
+
+
+def _processes_mentioning(text):
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # ended meanwhile
+                continue
+            if text in command:
+                found.append(command)
+    return found
+
+
+def test_memory_experiment_parallel_stops_every_variant_on_term(tmp_path):
+    """TERM to a PARALLEL=1 run ends the training processes of every variant, not the script alone."""
+    import signal
+    import time
+
+    out = tmp_path / "runs"
+    env = _env(SMOKE="1", RECIPE="two_stage", OUT=str(out), DATA=str(tmp_path / "synthetic"), PARALLEL="1")
+    env.update(DOCS=str(tmp_path / "docs"), VARIANTS="full no_mask_history")
+    script = subprocess.Popen(["bash", "scripts/memory_experiment.sh"], env=env, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(_processes_mentioning(f"{out}/")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # both variants have started (train_two_stages.sh OUT/VARIANT ..., then its stages)
+    assert len(_processes_mentioning(f"{out}/")) >= 2
+    script.send_signal(signal.SIGTERM)
+    assert script.wait(timeout=60) == 130
+    deadline = time.monotonic() + 30
+    while _processes_mentioning(f"{out}/") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _processes_mentioning(f"{out}/") == []

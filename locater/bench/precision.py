@@ -8,11 +8,13 @@ mode. What only a GPU shows; on a CPU-only machine the CPU-vs-device rows are le
 Streaming rows: one model of ``--config`` with seeded random weights (the numbers do not need trained ones), random
 frames, ``--frames`` frames of one video with two sentences through ``start`` + ``step``, in eval mode. Compared:
 logits (max |difference|), probabilities (mean |difference|), and the binary masks at probability 0.5 (share of
-pixels that agree; IoU of the two masks, 1 where both are empty). Float32 on CUDA is compared with TF32 off (the
-exact float32 path) and with PyTorch's defaults (TF32 in cuDNN convolutions).
+pixels that agree; IoU of the two masks, 1 where both are empty) and whether every compared logit is finite. Float32
+on CUDA is compared with TF32 off (the exact float32 path) and with PyTorch's flags left as they are (by default TF32
+in cuDNN convolutions, not in matrix products).
 Training rows: ``--steps`` optimizer steps of ``--train-config`` on one fixed random batch (locater.bench.training),
 from the same initial weights under each AMP mode: the loss at the first and the last step, and whether every loss
-was finite.
+was finite. The exit status is 1 when a compared output or a loss is not finite, or a run's last loss is not below
+its first.
 """
 
 from __future__ import annotations
@@ -37,9 +39,12 @@ def streaming_logits(
     amp: str = "none",
     frames: int = 4,
     seed: int = 0,
-    allow_tf32: bool = False,
+    allow_tf32: bool | None = False,
 ) -> torch.Tensor:
     """Logits of a seeded random model of ``config`` streaming ``frames`` random frames of one video.
+
+    ``allow_tf32``: the TF32 flags of CUDA matrix products and cuDNN while it runs (restored after); ``None`` leaves
+    them as they are.
 
     Returns:
         ``frames x 2 x H x W`` float32 logits on the CPU (two sentences).
@@ -62,7 +67,8 @@ def streaming_logits(
         else contextlib.nullcontext()
     )
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
+    if allow_tf32 is not None:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32
     outputs = []
     try:
         with torch.no_grad(), autocast:
@@ -79,8 +85,8 @@ def compare_logits(reference: torch.Tensor, other: torch.Tensor) -> dict[str, fl
     """How far ``other`` logits are from ``reference`` (same shape).
 
     Returns:
-        ``max_abs_logit``, ``mean_abs_prob``, ``mask_agreement`` (share of pixels on the same side of 0.5) and
-        ``mask_iou`` (IoU of the two binary masks; 1.0 when both are empty).
+        ``max_abs_logit``, ``mean_abs_prob``, ``mask_agreement`` (share of pixels on the same side of 0.5),
+        ``mask_iou`` (IoU of the two binary masks; 1.0 when both are empty) and ``finite`` (both all finite).
     """
     if reference.shape != other.shape:
         raise ValueError(f"shapes differ: {tuple(reference.shape)} vs {tuple(other.shape)}")
@@ -91,6 +97,7 @@ def compare_logits(reference: torch.Tensor, other: torch.Tensor) -> dict[str, fl
         "mean_abs_prob": (reference.sigmoid() - other.sigmoid()).abs().mean().item(),
         "mask_agreement": (mask_a == mask_b).float().mean().item(),
         "mask_iou": (mask_a & mask_b).sum().item() / union if union else 1.0,
+        "finite": bool(torch.isfinite(reference).all() and torch.isfinite(other).all()),
     }
 
 
@@ -121,11 +128,12 @@ def run(
                 **compare_logits(cpu, reference),
             )
         )
-        tf32 = streaming_logits(config, device, "none", frames, seed, allow_tf32=True)
+        matmul_tf32, cudnn_tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        tf32 = streaming_logits(config, device, "none", frames, seed, allow_tf32=None)
         streaming.append(
             dict(
                 reference="float32, CPU",
-                compared=f"float32, {device}, PyTorch defaults",
+                compared=f"float32, {device}, TF32 as set (matrix products {matmul_tf32}, cuDNN {cudnn_tf32})",
                 **compare_logits(cpu, tf32),
             )
         )
@@ -179,7 +187,15 @@ def main(argv: list[str] | None = None) -> str:
 
     streaming, training = run(args.config, args.train_config, args.device, args.frames, args.steps, args.seed)
     stream_table = markdown_table(
-        ["reference", "compared", "max abs logit diff", "mean abs prob diff", "mask agreement", "mask IoU"],
+        [
+            "reference",
+            "compared",
+            "max abs logit diff",
+            "mean abs prob diff",
+            "mask agreement",
+            "mask IoU",
+            "finite",
+        ],
         [
             [
                 row["reference"],
@@ -188,6 +204,7 @@ def main(argv: list[str] | None = None) -> str:
                 f"{row['mean_abs_prob']:.2e}",
                 f"{row['mask_agreement']:.5f}",
                 f"{row['mask_iou']:.4f}",
+                "yes" if row["finite"] else "NO",
             ]
             for row in streaming
         ],
@@ -199,7 +216,10 @@ def main(argv: list[str] | None = None) -> str:
             for r in training
         ],
     )
-    command = f"python tools/benchmark.py --precision --device {args.device}"
+    command = (
+        f"python tools/benchmark.py --precision --device {args.device} --config {args.config} "
+        f"--train-config {args.train_config} --frames {args.frames} --steps {args.steps} --seed {args.seed}"
+    )
     markdown = "\n".join(
         [
             f"## Precision ({args.device})",
@@ -219,7 +239,12 @@ def main(argv: list[str] | None = None) -> str:
     print(markdown)
     if not args.no_write:
         write_section(f"precision-{torch.device(args.device).type}", markdown, args.out)
-    failed = [row["amp"] for row in training if not row["finite"] or row["last_loss"] >= row["first_loss"]]
+    failed = [f"streaming {row['compared']}" for row in streaming if not row["finite"]]
+    failed += [
+        f"training with amp {row['amp']}"
+        for row in training
+        if not row["finite"] or row["last_loss"] >= row["first_loss"]
+    ]
     if failed:
-        raise SystemExit(f"training under amp {failed} did not stay finite and lower its loss")
+        raise SystemExit(f"not finite, or a loss that did not go down: {', '.join(failed)}")
     return markdown
