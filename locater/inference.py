@@ -30,6 +30,7 @@ import torch
 from locater.checkpoint import CheckpointError, from_official, load_checkpoint
 from locater.config import ConfigError, load_config, parse_overrides
 from locater.data.indices import global_frame_numbers
+from locater.engine.amp import autocast_for
 from locater.model.build import build_model_from_section
 from locater.model.locater import Locater
 from locater.preprocess import logits_to_probabilities, preprocess_frames
@@ -369,9 +370,7 @@ class VideoSegmenter:
         return cls(load_model(checkpoint, device, overrides), device=device, **kwargs)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp:
-            return torch.autocast(self.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_for(self.device.type, self.amp)
 
     def segment(
         self,

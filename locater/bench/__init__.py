@@ -48,6 +48,26 @@ def machine_description() -> str:
     return "; ".join(parts)
 
 
+def seeded_model(model_config: object, seed: int, perturb_vectors: bool = False) -> torch.nn.Module:
+    """A model of ``model_config`` (anything ``locater.build_model`` takes) with seeded random weights, in eval mode.
+
+    Built on the CPU, so the same seed gives the same weights whatever device it is moved to afterwards.
+    ``perturb_vectors`` adds seeded noise to every 1-D parameter: the default init leaves LayerNorms at identity and
+    biases at zero, which would leave paths of a comparison untested.
+    """
+    import locater
+
+    torch.manual_seed(seed)
+    model = locater.build_model(model_config).eval()
+    if perturb_vectors:
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for param in model.parameters():
+                if param.dim() == 1:
+                    param.add_(0.05 * torch.randn(param.shape, generator=generator))
+    return model
+
+
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:
     """A GitHub markdown table."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -20,15 +20,15 @@ its first.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 from datetime import date
 from pathlib import Path
 
 import torch
 
-from locater.bench import machine_description, markdown_table, write_section
+from locater.bench import machine_description, markdown_table, seeded_model, write_section
 from locater.bench.training import training_step
+from locater.engine.amp import autocast_for
 
 SENTENCES = ["the small red circle moving right", "the blue square on the left"]
 
@@ -53,19 +53,13 @@ def streaming_logits(
 
     target = torch.device(device)
     cfg = locater.load_config(config)
-    torch.manual_seed(seed)
-    model = locater.build_model(cfg).eval()  # built on the CPU: the same weights on every device
-    model.to(target)
+    model = seeded_model(cfg, seed).to(target)
     size, num_global = model.image_size[0], model.num_global_frames
     generator = torch.Generator().manual_seed(seed + 1)
     video = torch.randn(1, frames, 3, size, size, generator=generator)
     global_frames = torch.randn(1, num_global, 3, size, size, generator=generator)
     ids = locater.tokenize(SENTENCES)
-    autocast = (
-        torch.autocast(target.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-        if amp != "none"
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_for(target.type, amp)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
     if allow_tf32 is not None:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = allow_tf32

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from locater.bench import machine_description, markdown_table, write_section
+from locater.bench import machine_description, markdown_table, seeded_model, write_section
+from locater.engine.amp import autocast_for
 
 SENTENCES = ["the man in red is running on the left", "a dog jumping over the fence"]
 
@@ -30,18 +31,8 @@ def _peak_rss_mb() -> float:
     return float("nan")
 
 
-def _seeded_model(size: int, seed: int):
-    import locater
-
-    torch.manual_seed(seed)
-    model = locater.build_model({"model": {"image_size": size}}).eval()
-    # non-trivial weights everywhere (the default init leaves LayerNorms at identity and biases at zero)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() == 1:
-                param.add_(0.05 * torch.randn(param.shape, generator=generator))
-    return model
+def _seeded_model(size: int, seed: int) -> torch.nn.Module:
+    return seeded_model({"model": {"image_size": size}}, seed, perturb_vectors=True)
 
 
 def _frames(num_frames: int, size: int, seed: int) -> torch.Tensor:
@@ -85,7 +76,7 @@ def _measure(job: dict, queue: mp.Queue) -> None:
     times, outputs = [], []
     start_time = time.perf_counter()
     if job["impl"] == "ours":
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=job["dtype"] == "bfloat16")
+        autocast = autocast_for("cpu", job["dtype"] == "bfloat16")
         with torch.inference_mode(), autocast:
             state = ours.start(global_frames, ids)
             start_time = time.perf_counter() - start_time

@@ -9,7 +9,6 @@ loss, backward, AdamW), each configuration in a fresh process so that its peak m
 from __future__ import annotations
 
 import argparse
-import contextlib
 import multiprocessing as mp
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from pathlib import Path
 import torch
 
 from locater.bench import machine_description, markdown_table, write_section
+from locater.engine.amp import autocast_for, check_amp
 
 
 def _peak_rss_mb() -> float:
@@ -51,11 +51,8 @@ def training_step(
     from locater.engine.losses import LossWeights, segmentation_loss
     from locater.engine.optim import build_optimizer
 
-    if amp not in ("none", "bf16", "fp16"):
-        raise ValueError(f"amp must be none, bf16 or fp16, got {amp!r}")
     target = torch.device(device)
-    if amp == "fp16" and target.type != "cuda":
-        raise ValueError("amp=fp16 needs a CUDA device; use bf16 on the CPU")
+    check_amp(amp, target.type)
     cfg = locater.load_config(config)
     torch.manual_seed(seed)
     model = locater.build_model(cfg).to(target).train()
@@ -69,11 +66,7 @@ def training_step(
     masks = (torch.rand(batch_size, clip_length, 1, size, size, generator=generator) > 0.7).float().to(target)
     valid = torch.ones(batch_size, clip_length, dtype=torch.bool, device=target)
     scaler = torch.amp.GradScaler("cuda", enabled=amp == "fp16")
-    autocast = (
-        torch.autocast(target.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-        if amp != "none"
-        else contextlib.nullcontext()
-    )
+    autocast = autocast_for(target.type, amp)
 
     def one_step() -> torch.Tensor:
         with autocast:

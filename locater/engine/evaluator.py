@@ -31,6 +31,7 @@ from tqdm import tqdm
 from locater.config import Config
 from locater.data.layout import LayoutError, LayoutSplit, resolve_split_dir
 from locater.engine import distributed
+from locater.engine.amp import autocast_for
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.model.locater import Locater, LocaterState
 from locater.preprocess import logits_to_masks, preprocess_frames
@@ -242,7 +243,7 @@ def evaluate_layout_split(
     mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
     if videos_per_batch > 1:  # similar lengths together: fewer idle rows
         mine.sort(key=lambda p: -len(p.frames))
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    autocast = autocast_for(device.type, amp)
     records: list[FrameRecord] = []
     labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
 
@@ -365,7 +366,7 @@ def write_ytvos_submission(
         _VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
     ]
     mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
+    autocast = autocast_for(device.type, amp)
     encoded: list[tuple[str, str, str, bytes]] = []
     listed = {(p.video, s.expression): set(s.frames) for p in mine for s in p.samples}
 

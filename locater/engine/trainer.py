@@ -44,6 +44,7 @@ from locater.data.augment import AugmentConfig
 from locater.data.layout import LayoutError, LayoutSplit
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.engine import distributed
+from locater.engine.amp import autocast_for
 from locater.engine.checkpoints import (
     CheckpointManager,
     capture_rng_state,
@@ -462,10 +463,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- pieces
     def _autocast(self) -> contextlib.AbstractContextManager:
-        if self.t.amp == "none":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.t.amp == "bf16" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast_for(self.device.type, self.t.amp)
 
     def _micro_step(
         self, network: torch.nn.Module, batch: dict
