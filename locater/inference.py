@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import queue
 import tempfile
-import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -33,6 +31,7 @@ from locater.data.indices import global_frame_numbers
 from locater.engine.amp import autocast_for
 from locater.model.build import build_model_from_section
 from locater.model.locater import Locater
+from locater.prefetch import Prefetcher
 from locater.preprocess import logits_to_probabilities, preprocess_frames
 from locater.tokenizer import tokenize
 from locater.video_io import FrameFolderReader, VideoFileReader, open_frames
@@ -282,54 +281,6 @@ class _FrameSource:
             self._spool = None
 
 
-class _Prefetcher:
-    """Reads and pre-processes frames in a background thread, at most ``depth`` frames ahead of the model.
-
-    Yields ``(rgb frame, 3 x S x S tensor)``; an error in the reader is re-raised in the consumer.
-    """
-
-    def __init__(self, frames: Iterator[np.ndarray], size: tuple[int, int], depth: int) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(frames, size), daemon=True)
-        self._thread.start()
-
-    def _put(self, item: object) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, frames: Iterator[np.ndarray], size: tuple[int, int]) -> None:
-        try:
-            for frame in frames:
-                if not self._put((frame, preprocess_frames(frame, size))):
-                    return
-            self._put(None)
-        except BaseException as error:  # handed to the consumer
-            self._put(error)
-        finally:
-            close = getattr(frames, "close", None)
-            if close is not None:
-                close()  # releases the decoder of a stopped stream now, not at garbage collection
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-
-
 class VideoSegmenter:
     """Streams a video through Locater for one or more sentences and yields masks at the original resolution.
 
@@ -415,7 +366,9 @@ class VideoSegmenter:
             logger.info(
                 "segmenting %s (%s frames) for %d sentences", frames.name, frames.num_frames, len(sentences)
             )
-            prefetcher = _Prefetcher(frames.stream(), size, self.prefetch)
+            prefetcher = Prefetcher(
+                frames.stream(), lambda rgb: (rgb, preprocess_frames(rgb, size)), self.prefetch
+            )
             for index, (rgb, tensor) in enumerate(prefetcher):
                 with torch.inference_mode():
                     with self._autocast():

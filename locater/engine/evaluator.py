@@ -13,12 +13,9 @@ post-processing are those of the official evaluation.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +31,7 @@ from locater.engine import distributed
 from locater.engine.amp import autocast_for
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.model.locater import Locater, LocaterState
+from locater.prefetch import Prefetcher
 from locater.preprocess import logits_to_masks, preprocess_frames
 from locater.tokenizer import tokenize
 
@@ -61,43 +59,13 @@ def split_dir_from_config(cfg: Config, testing_type: str | None = None) -> Path:
     return resolve_split_dir(section.data_root, section.dataset, testing_type or section.testing_type)
 
 
-class FramePrefetcher:
-    """Reads and pre-processes frames in a background thread, a few frames ahead of the model.
+def _frame_loader(split: LayoutSplit, video: str, size: int) -> Callable[[str], tuple[str, torch.Tensor]]:
+    """``frame id -> (frame id, 1 x 3 x S x S tensor)`` for one video (what a :class:`Prefetcher` runs)."""
 
-    Yields ``(frame id, 1 x 3 x S x S tensor)`` in order; an error in the reader is re-raised in the consumer.
-    """
+    def load(frame: str) -> tuple[str, torch.Tensor]:
+        return frame, preprocess_frames(split.load_frame(video, frame), size)[None]
 
-    def __init__(self, split: LayoutSplit, video: str, frames: list[str], size: int, depth: int = 4) -> None:
-        self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
-        self.thread = threading.Thread(target=self._run, args=(split, video, frames, size), daemon=True)
-        self.stop = threading.Event()
-        self.thread.start()
-
-    def _run(self, split: LayoutSplit, video: str, frames: list[str], size: int) -> None:
-        try:
-            for frame in frames:
-                if self.stop.is_set():
-                    return
-                self.queue.put((frame, preprocess_frames(split.load_frame(video, frame), size)[None]))
-            self.queue.put(None)
-        except BaseException as error:  # handed to the consumer
-            self.queue.put(error)
-
-    def __iter__(self) -> Iterator[tuple[str, torch.Tensor]]:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self.stop.set()
-        with contextlib.suppress(queue.Empty):
-            while True:
-                self.queue.get_nowait()
-        self.thread.join(timeout=5)
+    return load
 
 
 def _first_videos(split, max_videos: int | None, what: str = "split") -> list[tuple[str, list]]:
@@ -182,7 +150,7 @@ def _run_videos(
     )
     vision_passes = num_global * len(plans)
     frames_done = 0
-    prefetchers = [FramePrefetcher(split, p.video, p.frames, size, prefetch) for p in plans]
+    prefetchers = [Prefetcher(p.frames, _frame_loader(split, p.video, size), prefetch) for p in plans]
     streams = [iter(f) for f in prefetchers]
     active = list(range(len(plans)))  # plans still running, in batch order
     try:
