@@ -229,40 +229,46 @@ def read_missed_videos(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text().splitlines() if line.strip()}
 
 
-def read_sentences(path: Path) -> tuple[list[A2DSentence], list[int]]:
-    """Rows of ``a2d_annotation.txt`` and the line numbers of the dropped ``"1 (copy)"`` rows."""
+def sentence_rows(path: Path, header: list[str]) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of a release's sentence file (a CSV with ``header``), blank rows skipped.
+
+    Raises ReleaseError for a missing file, another header, or a row with another number of fields.
+    """
     if not path.is_file():
         raise ReleaseError(f"sentence file missing: {path}")
-    sentences: list[A2DSentence] = []
-    dropped: list[int] = []
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [cell.strip() for cell in header] != SENTENCES_HEADER:
-            raise ReleaseError(
-                f"{path}: line 1: expected the header {','.join(SENTENCES_HEADER)}, got {header}"
-            )
+        first = next(reader, None)
+        if first is None or [cell.strip() for cell in first] != header:
+            raise ReleaseError(f"{path}: line 1: expected the header {','.join(header)}, got {first}")
         for row in reader:
-            line = reader.line_num
             if not row or all(not cell.strip() for cell in row):
                 continue
-            if len(row) != 3:
+            if len(row) != len(header):
                 raise ReleaseError(
-                    f"{path}: line {line}: expected 3 fields (video_id,instance_id,query), got {row}"
+                    f"{path}: line {reader.line_num}: expected {len(header)} fields ({','.join(header)}), got {row}"
                 )
-            video, instance, text = row[0].strip(), row[1].strip(), row[2]
-            if instance == BAD_INSTANCE_ID:
-                dropped.append(line)
-                continue
-            if not video:
-                raise ReleaseError(f"{path}: line {line}: empty video id")
-            if not instance.isdigit():
-                raise ReleaseError(f"{path}: line {line}: instance id {instance!r} is not an integer")
-            if not text.strip():
-                raise ReleaseError(
-                    f"{path}: line {line}: expression with no text (video {video}, instance {instance})"
-                )
-            sentences.append(A2DSentence(video, int(instance), text.strip(), line))
+            yield reader.line_num, row
+
+
+def read_sentences(path: Path) -> tuple[list[A2DSentence], list[int]]:
+    """Rows of ``a2d_annotation.txt`` and the line numbers of the dropped ``"1 (copy)"`` rows."""
+    sentences: list[A2DSentence] = []
+    dropped: list[int] = []
+    for line, row in sentence_rows(path, SENTENCES_HEADER):
+        video, instance, text = row[0].strip(), row[1].strip(), row[2]
+        if instance == BAD_INSTANCE_ID:
+            dropped.append(line)
+            continue
+        if not video:
+            raise ReleaseError(f"{path}: line {line}: empty video id")
+        if not instance.isdigit():
+            raise ReleaseError(f"{path}: line {line}: instance id {instance!r} is not an integer")
+        if not text.strip():
+            raise ReleaseError(
+                f"{path}: line {line}: expression with no text (video {video}, instance {instance})"
+            )
+        sentences.append(A2DSentence(video, int(instance), text.strip(), line))
     return sentences, dropped
 
 

@@ -20,7 +20,6 @@ Which frames are scored (``labels``) is a choice:
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -42,6 +41,7 @@ from locater.data.a2d_release import (
     publish_dir,
     run_tasks,
     save_marker,
+    sentence_rows,
     write_json_atomic,
     write_text_atomic,
 )
@@ -71,35 +71,21 @@ class JHMDBVideo:
 
 def read_jhmdb_sentences(path: Path) -> list[tuple[str, str, int]]:
     """Rows ``(video name, query, line number)`` of ``jhmdb_annotation.txt``."""
-    if not path.is_file():
-        raise ReleaseError(f"sentence file missing: {path}")
     rows = []
     seen: dict[str, int] = {}
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [cell.strip() for cell in header] != SENTENCES_HEADER:
+    for line, row in sentence_rows(path, SENTENCES_HEADER):
+        name, query = row[0].strip(), row[1].strip()
+        if not name:
+            raise ReleaseError(f"{path}: line {line}: empty video id")
+        if not query:
+            raise ReleaseError(f"{path}: line {line}: expression with no text (video {name})")
+        if name in seen:
             raise ReleaseError(
-                f"{path}: line 1: expected the header {','.join(SENTENCES_HEADER)}, got {header}"
+                f"{path}: line {line}: video {name!r} already has a sentence (line {seen[name]}); "
+                "layout 3.1 holds one expression per JHMDB video"
             )
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                raise ReleaseError(f"{path}: line {line}: expected 2 fields (video_id,query), got {row}")
-            name, query = row[0].strip(), row[1].strip()
-            if not name:
-                raise ReleaseError(f"{path}: line {line}: empty video id")
-            if not query:
-                raise ReleaseError(f"{path}: line {line}: expression with no text (video {name})")
-            if name in seen:
-                raise ReleaseError(
-                    f"{path}: line {line}: video {name!r} already has a sentence (line {seen[name]}); "
-                    "layout 3.1 holds one expression per JHMDB video"
-                )
-            seen[name] = line
-            rows.append((name, query, line))
+        seen[name] = line
+        rows.append((name, query, line))
     return rows
 
 
