@@ -94,11 +94,12 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def _merge(base: dict, update: Mapping) -> dict:
+def merge_dicts(base: dict, update: Mapping) -> dict:
+    """``base`` updated by ``update``, nested mappings merged key by key (copies; neither argument changes)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
+            merged[key] = merge_dicts(dict(merged[key]), value)
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -117,8 +118,8 @@ def _load_with_bases(path: Path, chain: tuple[Path, ...] = ()) -> dict:
         raise ConfigError(f"{path}: {BASE_KEY} must be a path or a list of paths")
     merged: dict = {}
     for base in bases:
-        merged = _merge(merged, _load_with_bases((path.parent / base), (*chain, path)))
-    return _merge(merged, data)
+        merged = merge_dicts(merged, _load_with_bases((path.parent / base), (*chain, path)))
+    return merge_dicts(merged, data)
 
 
 def load_defaults() -> Config:
@@ -188,7 +189,7 @@ def _validate(
                 raise ConfigError(f"{source}: {dotted} must be a mapping, got {value!r}")
             below = result.get(key, default)
             if not default:  # free-form section
-                result[key] = _merge(dict(below), value)
+                result[key] = merge_dicts(dict(below), value)
             else:
                 result[key] = _validate(default, value, source, dotted + ".", below)
         else:
@@ -244,13 +245,13 @@ def load_config(
         data = _load_with_bases(Path(source))
         name = str(source)
     defaults = load_defaults().to_dict()
-    resolved = _validate(defaults, data, name) if validate else _merge(defaults, data)
+    resolved = _validate(defaults, data, name) if validate else merge_dicts(defaults, data)
     override_tree = parse_overrides(overrides)
     if override_tree:
         if validate:
             resolved = _validate(defaults, override_tree, "command-line override", base=resolved)
         else:
-            resolved = _merge(resolved, override_tree)
+            resolved = merge_dicts(resolved, override_tree)
     return Config.wrap(resolved)
 
 

@@ -30,20 +30,10 @@ from pathlib import Path
 
 import yaml
 
-from locater.config import Config, ConfigError, load_config
+from locater.config import Config, ConfigError, load_config, merge_dicts
 from locater.engine import distributed
 
 DEFAULT_METRICS = ["mean_iou", "overall_iou"]
-
-
-def _merge(base: dict, update: Mapping) -> dict:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
-            merged[key] = _merge(dict(merged[key]), value)
-        else:
-            merged[key] = value
-    return merged
 
 
 def read_grid(path: Path) -> dict:
@@ -88,7 +78,7 @@ def compose_config(base: str | Path, edits: list[str], output_dir: Path) -> Conf
         update = yaml.safe_load(path.read_text()) or {}
         if not isinstance(update, Mapping):
             raise ConfigError(f"{path}: an override file must hold a mapping")
-        data = _merge(data, {k: v for k, v in update.items() if k not in ("_base_", "output_dir")})
+        data = merge_dicts(data, {k: v for k, v in update.items() if k not in ("_base_", "output_dir")})
     return load_config(data, [*dotted, f"output_dir={output_dir}"])
 
 
