@@ -95,3 +95,48 @@ def test_precision_benchmark_fails_on_non_finite_outputs_or_no_learning(monkeypa
     assert "| none | 1.0000 | 0.9000 | yes |" in precision.main(arguments)
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         training.training_step("configs/model/tiny.yaml", amp="fp16", device="cpu")
+
+
+def test_fresh_process_runner_returns_results_and_reports_errors_and_deaths():
+    import os
+
+    import pytest
+
+    from locater.bench import run_in_fresh_process
+
+    assert run_in_fresh_process(sorted, [3, 1, 2], "sorting") == [1, 2, 3]
+    with pytest.raises(RuntimeError, match=r"(?s)parsing failed in its benchmark process.*ValueError"):
+        run_in_fresh_process(int, "not a number", "parsing")
+    # a child that dies without a result (as one killed for memory does): an error, not a wait forever
+    with pytest.raises(
+        RuntimeError, match="dying: the benchmark process died with exit code 3 and no result"
+    ):
+        run_in_fresh_process(os._exit, 3, "dying")
+
+
+def test_scaling_benchmark_keeps_locater_memory_fixed_and_grows_the_baseline(tmp_path):
+    out, plot = tmp_path / "benchmarks.md", tmp_path / "scaling.png"
+    command = [sys.executable, "tools/benchmark.py", "--scaling", "--lengths", "4", "12", "--size", "32"]
+    command += ["--width", "64", "--threads", "1", "--out", str(out), "--plot", str(plot)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert plot.stat().st_size > 0
+    rows = [line.split("|")[1:-1] for line in out.read_text().splitlines() if line.startswith("| ")][1:]
+    tokens = {(cells[0].strip(), int(cells[1])): int(cells[5]) for cells in rows}
+    # 32 px / 16 px patches = 4 tokens a frame: the released memory sizes hold 1.5 + 2 frames whatever the length
+    assert tokens[("locater", 4)] == tokens[("locater", 12)] == 14
+    # the baseline keeps every frame seen (and the global frames), so its memory grows with the video
+    assert tokens[("all-frames baseline", 12)] - tokens[("all-frames baseline", 4)] == (12 - 4) * 4
+
+
+def test_training_benchmark_writes_its_section(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    command = [sys.executable, "tools/benchmark.py", "--train", "--config", "configs/model/tiny.yaml"]
+    command += ["--batch-size", "1", "--clip-length", "2", "--steps", "2", "--warmup", "1", "--threads", "1"]
+    command += ["--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| configs/model/tiny.yaml"))
+    cells = [cell.strip() for cell in row.split("|")[1:-1]]
+    assert cells[2:5] == ["cpu", "none", "1 x 2"]
+    assert float(cells[5]) > 0 and float(cells[7]) > 0  # samples/s, ms / step

@@ -6,9 +6,14 @@ every benchmark rewrites its own section and leaves the others alone.
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import platform
+import queue
 import re
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,6 +71,57 @@ def seeded_model(model_config: object, seed: int, perturb_vectors: bool = False)
                 if param.dim() == 1:
                     param.add_(0.05 * torch.randn(param.shape, generator=generator))
     return model
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident set in MiB (``VmHWM``; NaN where ``/proc`` is missing)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _fresh_process_child(function: Callable[[Any], Any], job: Any, results: mp.Queue) -> None:
+    try:
+        results.put(("result", function(job)))
+    except BaseException:  # reported by the parent, with the child's traceback
+        results.put(("error", traceback.format_exc()))
+
+
+def run_in_fresh_process(function: Callable[[Any], Any], job: Any, what: str) -> Any:
+    """``function(job)`` in a spawned process (a clean peak memory); its result, returned here.
+
+    ``function`` must be importable (a module-level function). An error in the child, or a child that dies without
+    a result (killed, out of memory), raises RuntimeError naming ``what``; the parent never waits forever.
+    """
+    context = mp.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=_fresh_process_child, args=(function, job, results))
+    process.start()
+    try:
+        while True:
+            try:
+                kind, value = results.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not process.is_alive():
+                    try:  # a result put just before the exit
+                        kind, value = results.get(timeout=1.0)
+                        break
+                    except queue.Empty:
+                        raise RuntimeError(
+                            f"{what}: the benchmark process died with exit code {process.exitcode} and no result"
+                        ) from None
+    finally:
+        process.join(timeout=30)
+        if process.is_alive():
+            process.kill()
+    if kind == "error":
+        raise RuntimeError(f"{what} failed in its benchmark process:\n{value}")
+    return value
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import multiprocessing as mp
 import os
 import shlex
 import statistics
@@ -23,7 +22,13 @@ from pathlib import Path
 
 import torch
 
-from locater.bench import machine_description, markdown_table, write_section
+from locater.bench import (
+    machine_description,
+    markdown_table,
+    peak_rss_mb,
+    run_in_fresh_process,
+    write_section,
+)
 
 SENTENCE = "the man in a red shirt riding a bicycle"
 METHODS = ("locater", "all-frames baseline")
@@ -53,13 +58,6 @@ def benchmark_model_section(size: int, width: int) -> dict:
     }
 
 
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
 def _frame(index: int, size: int, seed: int) -> torch.Tensor:
     """A smooth random pre-processed frame ``1 x 3 x size x size`` (made on the fly: no video is held)."""
     generator = torch.Generator().manual_seed(seed * 100003 + index)
@@ -73,7 +71,7 @@ def _state_megabytes(state) -> float:
     return sum(t.numel() * t.element_size() for t in tensors if t is not None) / 2**20
 
 
-def _measure(job: dict, results: mp.Queue) -> None:
+def _measure(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     import locater
 
@@ -115,36 +113,22 @@ def _measure(job: dict, results: mp.Queue) -> None:
                 stopped = True
                 break
     tail = times[-max(4, len(times) // 10) :]
-    results.put(
-        {
-            "frames_done": len(times),
-            "stopped": stopped,
-            "mean_ms": 1000 * statistics.fmean(times),
-            "last_ms": 1000 * statistics.median(tail),
-            "memory_tokens": (0 if state.local_memory is None else state.local_memory.shape[1])
-            + (0 if state.global_memory is None else state.global_memory.shape[1]),
-            "state_mb": _state_megabytes(state),
-            "peak_rss_mb": _peak_rss_mb(),
-            "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20
-            if device.type == "cuda"
-            else None,
-        }
-    )
+    return {
+        "frames_done": len(times),
+        "stopped": stopped,
+        "mean_ms": 1000 * statistics.fmean(times),
+        "last_ms": 1000 * statistics.median(tail),
+        "memory_tokens": (0 if state.local_memory is None else state.local_memory.shape[1])
+        + (0 if state.global_memory is None else state.global_memory.shape[1]),
+        "state_mb": _state_megabytes(state),
+        "peak_rss_mb": peak_rss_mb(),
+        "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+    }
 
 
 def run_job(job: dict) -> dict:
     """Run one (method, length) measurement in a fresh process."""
-    context = mp.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_measure, args=(job, results))
-    process.start()
-    result = results.get()
-    process.join()
-    if process.exitcode:
-        raise RuntimeError(
-            f"scaling job {job['method']} x {job['frames']} failed with exit code {process.exitcode}"
-        )
-    return result
+    return run_in_fresh_process(_measure, job, f"scaling job {job['method']} x {job['frames']}")
 
 
 def plot_scaling(rows: list[dict], path: str | Path) -> Path:

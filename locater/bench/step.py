@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
-import multiprocessing as mp
 import statistics
 import sys
 import time
@@ -18,17 +17,17 @@ from pathlib import Path
 
 import torch
 
-from locater.bench import machine_description, markdown_table, seeded_model, write_section
+from locater.bench import (
+    machine_description,
+    markdown_table,
+    peak_rss_mb,
+    run_in_fresh_process,
+    seeded_model,
+    write_section,
+)
 from locater.engine.amp import autocast_for
 
 SENTENCES = ["the man in red is running on the left", "a dog jumping over the fence"]
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def _seeded_model(size: int, seed: int) -> torch.nn.Module:
@@ -63,7 +62,7 @@ def load_official_class(root: str | Path):
         return importlib.import_module("network.mainnetwork").VLFTrans
 
 
-def _measure(job: dict, queue: mp.Queue) -> None:
+def _measure(job: dict) -> dict:
     torch.set_num_threads(job["threads"])
     import locater
 
@@ -108,26 +107,12 @@ def _measure(job: dict, queue: mp.Queue) -> None:
             times = [sum(ts) for ts in zip(*(p[0] for p in per_expr))]
             outputs = [torch.cat(outs) for outs in zip(*(p[1] for p in per_expr))]
     measured = times[job["warmup"] :]
-    queue.put(
-        {
-            "median_s": statistics.median(measured),
-            "start_s": start_time,
-            "peak_rss_mb": _peak_rss_mb(),
-            "outputs": torch.stack(outputs[job["warmup"] :]),
-        }
-    )
-
-
-def _run_job(job: dict) -> dict:
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_measure, args=(job, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    if process.exitcode:
-        raise RuntimeError(f"benchmark job {job} failed with exit code {process.exitcode}")
-    return result
+    return {
+        "median_s": statistics.median(measured),
+        "start_s": start_time,
+        "peak_rss_mb": peak_rss_mb(),
+        "outputs": torch.stack(outputs[job["warmup"] :]),
+    }
 
 
 def flops_per_frame(size: int) -> float:
@@ -204,7 +189,7 @@ def main(argv: list[str] | None = None) -> str:
             base, impl=impl, dtype=dtype, expressions=expressions, official_root=str(args.official_root)
         )
         print(f"running {impl} {dtype} x{expressions} ...", flush=True)
-        results[(impl, dtype, expressions)] = _run_job(job)
+        results[(impl, dtype, expressions)] = run_in_fresh_process(_measure, job, f"step benchmark {job}")
 
     gflop = flops_per_frame(args.size) / 1e9
     peak = matmul_peak_gflops(args.threads)

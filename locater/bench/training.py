@@ -9,22 +9,20 @@ loss, backward, AdamW), each configuration in a fresh process so that its peak m
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from locater.bench import machine_description, markdown_table, write_section
+from locater.bench import (
+    machine_description,
+    markdown_table,
+    peak_rss_mb,
+    run_in_fresh_process,
+    write_section,
+)
 from locater.engine.amp import autocast_for, check_amp
-
-
-def _peak_rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
 
 
 def training_step(
@@ -116,7 +114,7 @@ def benchmark_training(
     if target.type == "cuda":
         torch.cuda.synchronize(target)
     seconds = (time.perf_counter() - tic) / steps
-    peak = torch.cuda.max_memory_allocated(target) / 2**20 if target.type == "cuda" else _peak_rss_mb()
+    peak = torch.cuda.max_memory_allocated(target) / 2**20 if target.type == "cuda" else peak_rss_mb()
     return {
         "samples_per_s": batch_size / seconds,
         "frames_per_s": batch_size * clip_length / seconds,
@@ -126,24 +124,13 @@ def benchmark_training(
     }
 
 
-def _child(job: dict, queue: mp.Queue) -> None:
-    try:
-        queue.put(benchmark_training(**job))
-    except BaseException as error:  # reported by the parent
-        queue.put(error)
+def _benchmark_job(job: dict) -> dict[str, float]:
+    return benchmark_training(**job)
 
 
-def run_in_fresh_process(job: dict) -> dict[str, float]:
+def benchmark_training_in_fresh_process(job: dict) -> dict[str, float]:
     """:func:`benchmark_training` in a spawned process (clean peak memory)."""
-    context = mp.get_context("spawn")
-    queue = context.Queue()
-    process = context.Process(target=_child, args=(job, queue))
-    process.start()
-    result = queue.get()
-    process.join()
-    if isinstance(result, BaseException):
-        raise RuntimeError(f"training benchmark {job} failed: {result}") from result
-    return result
+    return run_in_fresh_process(_benchmark_job, job, f"training benchmark {job}")
 
 
 def main(argv: list[str] | None = None) -> str:
@@ -183,7 +170,7 @@ def main(argv: list[str] | None = None) -> str:
             threads=args.threads,
         )
         print(f"measuring {config} ...", flush=True)
-        result = run_in_fresh_process(job)
+        result = benchmark_training_in_fresh_process(job)
         rows.append(
             [
                 config,
