@@ -140,3 +140,28 @@ def test_training_benchmark_writes_its_section(tmp_path):
     cells = [cell.strip() for cell in row.split("|")[1:-1]]
     assert cells[2:5] == ["cpu", "none", "1 x 2"]
     assert float(cells[5]) > 0 and float(cells[7]) > 0  # samples/s, ms / step
+
+
+def test_step_benchmark_writes_its_section(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    command = [
+        sys.executable,
+        "tools/benchmark.py",
+        "--step",
+        "--size",
+        "32",
+        "--frames",
+        "2",
+        "--warmup",
+        "1",
+    ]
+    command += ["--skip-bf16", "--threads", "1", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = [
+        [cell.strip() for cell in line.split("|")[1:-1]]
+        for line in out.read_text().splitlines()
+        if line.startswith("| ours")
+    ]
+    assert [row[:3] for row in rows] == [["ours", "float32", "1"], ["ours", "float32", "2"]]
+    assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)  # ms / frame, frames/s
