@@ -7,8 +7,10 @@
 # first frame (RULE_MIX) and OWN minutes of clips on the model's own masks (OWN_ARGS); MINUTES in all.
 # RECIPE picks the defaults of every setting below (each can still be set on its own):
 #   staged (the default; docs/memory_experiment.md): the curriculum of 2026-11-30 (README, "The staged recipe"): the
-#     mask encoded from every pixel of its patch, a window of recent frames read with their positions and, since
-#     2026-11-30 night, a locality bias (model.reader_locality=1.0; MODEL_ARGS);
+#     mask encoded from every pixel of its patch, a window of recent frames read with their positions, a locality
+#     bias (model.reader_locality=1.0) and, since 2026-12-01, the global memory read by place too (its 3 frames
+#     kept whole: model.global_memory.write=window model.global_memory.size=3.0; MODEL_ARGS), the rule stage with
+#     3 global frames (RULE_ARGS='model.global_memory.num_frames=3');
 #     26 min = 1.5 + 1 minute of one-frame clips + 8 of 3-frame clips (half the TEMP clips across the twins'
 #     crossing) + RULE 4.5 of one-frame SPAT / TEMP clips at the first frame + OWN 11 of 4-frame clips on the
 #     model's own masks, from the first frame or across the crossing
@@ -29,6 +31,7 @@
 #                                                            # other model overrides, for every variant
 #   VARIANTS='full no_local_memory' DOCS=docs/x bash scripts/memory_experiment.sh   # some of the variants
 #   PARALLEL=1 bash scripts/memory_experiment.sh            # the variants at once, logs in OUT/VARIANT.log (a GPU)
+#   RESUME=1 bash scripts/memory_experiment.sh              # keep the variants already evaluated in OUT
 #   SMOKE=1 bash scripts/memory_experiment.sh               # a few steps (used by the tests)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,10 +46,11 @@ case $RECIPE in
     staged)
         D_MINUTES=26 D_APPEARANCE=1 D_RULE=4.5 D_OWN=11
         D_STAGE2="$D_STAGE2 train.data.synthetic_crossing_share=0.5"
-        D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true model.reader_locality=1.0'
+        D_MODEL_ARGS='model.local_memory.mask_encoding=patch model.local_memory.write=window model.reader_positions=true model.reader_locality=1.0 model.global_memory.write=window model.global_memory.size=3.0'
+        D_RULE_ARGS='model.global_memory.num_frames=3'
         ;;
     two_stage)
-        D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS=
+        D_MINUTES=25 D_APPEARANCE=5 D_RULE=0 D_OWN=0 D_MODEL_ARGS= D_RULE_ARGS=
         ;;
     *)
         echo "unknown RECIPE $RECIPE; expected staged or two_stage" >&2
@@ -60,6 +64,7 @@ export RULE_MINUTES=${RULE:-$D_RULE} OWN_MINUTES=${OWN:-$D_OWN}
 MIX=${MIX:-[1.0,1.0,2.0,2.0]}   # twice as many SPAT and TEMP training videos: the splits that need memory
 export FIRST_MIX=${FIRST_MIX:-[1.0,1.0,1.0,1.0]}
 export RULE_MIX=${RULE_MIX:-[0.0,0.0,1.0,3.0]}   # the rule stage: SPAT and the TEMP target at the first frame
+export RULE_ARGS=${RULE_ARGS-$D_RULE_ARGS}
 export STAGE1_ARGS=${STAGE1_ARGS-train.data.synthetic_start_share=1.0}
 export STAGE2_ARGS=${STAGE2_ARGS-$D_STAGE2}
 # the own-masks stage: 4-frame clips, teacher forcing 0; every clip from the first frame, except 60% of the TEMP
@@ -102,12 +107,31 @@ python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-tes
 run_variant() {
     local variant=$1
     # shellcheck disable=SC2086
-    bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}"
+    local begin
+    begin=$(date +%s)
+    # the variant's own setting last: it wins over MODEL_ARGS (no_global_memory's size=0 over a recipe's size)
+    # shellcheck disable=SC2086
+    bash scripts/train_two_stages.sh "$OUT/$variant" "$MINUTES" "$APPEARANCE" "$MIX" "${EXTRA[@]}" ${VARIANTS_ARGS[$variant]}
     # shellcheck disable=SC2086
     python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/$variant/checkpoints/last.pt" \
-        ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}" eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
+        "${EXTRA[@]}" ${VARIANTS_ARGS[$variant]} eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" \
         --output-dir "$OUT/eval/$variant" --no-progress
+    echo $(( $(date +%s) - begin )) > "$OUT/$variant/wall_s"
 }
+# RESUME=1: a variant already evaluated in OUT (by an earlier invocation) is kept, not trained again, once its model
+# settings are checked against this invocation's
+kept=()
+to_run=()
+for variant in "${SELECTED[@]}"; do
+    if [ -n "${RESUME:-}" ] && [ -f "$OUT/eval/$variant/metrics.json" ]; then
+        # shellcheck disable=SC2086
+        python scripts/check_model_settings.py --config configs/synthetic/train.yaml \
+            --saved "$OUT/eval/$variant/config.yaml" "${EXTRA[@]}" ${VARIANTS_ARGS[$variant]}
+        kept+=("$variant")
+    else
+        to_run+=("$variant")
+    fi
+done
 runs=()
 for variant in "${SELECTED[@]}"; do
     runs+=("$variant=$OUT/eval/$variant")
@@ -125,13 +149,13 @@ if [ -n "${PARALLEL:-}" ]; then
     }
     # shellcheck disable=SC2046
     trap 'kill -TERM $(for pid in "${pids[@]}"; do tree_pids "$pid"; done) 2> /dev/null; exit 130' INT TERM
-    for variant in "${SELECTED[@]}"; do
+    for variant in "${to_run[@]}"; do
         run_variant "$variant" > "$OUT/$variant.log" 2>&1 &
         pids+=($!)
     done
     failed=()
-    for i in "${!SELECTED[@]}"; do
-        wait "${pids[$i]}" || failed+=("${SELECTED[$i]}")
+    for i in "${!to_run[@]}"; do
+        wait "${pids[$i]}" || failed+=("${to_run[$i]}")
     done
     trap - INT TERM
     if [ ${#failed[@]} -gt 0 ]; then
@@ -142,7 +166,7 @@ if [ -n "${PARALLEL:-}" ]; then
         exit 1
     fi
 else
-    for variant in "${SELECTED[@]}"; do
+    for variant in "${to_run[@]}"; do
         run_variant "$variant"
     done
 fi
@@ -158,19 +182,26 @@ for run in "${runs[@]}"; do
     # shellcheck disable=SC2086
     python scripts/memory_oracle.py --config configs/synthetic/train.yaml \
         --checkpoint "$OUT/$variant/checkpoints/last.pt" --videos "$ORACLE_VIDEOS" --out "$OUT/oracle_$variant.md" \
-        ${VARIANTS_ARGS[$variant]} "${EXTRA[@]}" > /dev/null
+        "${EXTRA[@]}" ${VARIANTS_ARGS[$variant]} > /dev/null
     { echo "$variant:"; tail -n +2 "$OUT/oracle_$variant.md"; echo; } >> "$OUT/memory_oracle.md"
 done
 elapsed=$(( $(date +%s) - start ))
+resumed=""
+if [ ${#kept[@]} -gt 0 ]; then
+    resumed=" in this invocation; kept from an earlier one (RESUME=1):"
+    for variant in "${kept[@]}"; do
+        resumed+=" $variant ($(cat "$OUT/$variant/wall_s" 2> /dev/null || echo "time unknown") s)"
+    done
+fi
 {
     echo "# The memory experiment"
     echo
     stages=""
     [ "$RULE_MINUTES" = 0 ] || stages+=" RULE=$RULE_MINUTES RULE_MIX='$RULE_MIX'${RULE_ARGS:+ RULE_ARGS='$RULE_ARGS'}"
     [ "$OWN_MINUTES" = 0 ] || stages+=" OWN=$OWN_MINUTES OWN_ARGS='$OWN_ARGS'"
-    echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'}${PARALLEL:+ PARALLEL=1} bash scripts/memory_experiment.sh\`  "
+    echo "Command: \`RECIPE=$RECIPE MINUTES=$MINUTES APPEARANCE=$APPEARANCE VISION=$VISION_MINUTES MIX='$MIX' FIRST_MIX='$FIRST_MIX' POS_EMBED=$POS_EMBED STAGE1_ARGS='$STAGE1_ARGS' STAGE2_ARGS='$STAGE2_ARGS'$stages${MODEL_ARGS:+ MODEL_ARGS='$MODEL_ARGS'}${VARIANTS:+ VARIANTS='$VARIANTS'}${PARALLEL:+ PARALLEL=1}${RESUME:+ RESUME=1} bash scripts/memory_experiment.sh\`  "
     echo "Machine: $(python -c 'from locater.bench import machine_description as m; print(m())')  "
-    echo "Wall time: ${elapsed} s for ${#runs[@]} variants${PARALLEL:+ trained at once} x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
+    echo "Wall time: ${elapsed} s${resumed} for ${#runs[@]} variants${PARALLEL:+ trained at once} x ($MINUTES min of training: $VISION_MINUTES pre-training the vision encoder, $APPEARANCE on one-frame clips of FIRST_MIX, $RULE_MINUTES on one-frame clips at the first frame, $OWN_MINUTES on the model's own masks, + evaluation of 4 splits x $NUM_TEST videos and the oracle on $ORACLE_VIDEOS)."
     echo
     echo "Mean IoU / overall IoU (%) on the synthetic test splits:"
     echo
