@@ -95,7 +95,8 @@ def _read_yaml(path: Path) -> dict:
 
 
 def merge_dicts(base: dict, update: Mapping) -> dict:
-    """``base`` updated by ``update``, nested mappings merged key by key (copies; neither argument changes)."""
+    """``base`` updated by ``update``, nested mappings merged key by key; neither argument is changed (values taken
+    from ``update`` are deep copies, untouched values of ``base`` are shared)."""
     merged = dict(base)
     for key, value in update.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):

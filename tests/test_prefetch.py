@@ -57,8 +57,6 @@ def test_close_stops_an_unfinished_stream_and_closes_its_source():
     frames = _Frames()
     prefetcher = Prefetcher(frames, lambda i: i, depth=2)
     assert next(iter(prefetcher)) == 0
-    tic = time.perf_counter()
     prefetcher.close()
-    assert time.perf_counter() - tic < 2.0  # not the join timeout: the thread saw the stop
-    assert not prefetcher._thread.is_alive()
+    assert not prefetcher._thread.is_alive()  # it saw the stop (close waits at most 10 s for it)
     assert frames.closed.is_set()

@@ -7,6 +7,7 @@ every benchmark rewrites its own section and leaves the others alone.
 from __future__ import annotations
 
 import multiprocessing as mp
+import pickle
 import platform
 import queue
 import re
@@ -73,20 +74,11 @@ def seeded_model(model_config: object, seed: int, perturb_vectors: bool = False)
     return model
 
 
-def peak_rss_mb() -> float:
-    """This process's peak resident set in MiB (``VmHWM``; NaN where ``/proc`` is missing)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return float("nan")
-
-
 def _fresh_process_child(function: Callable[[Any], Any], job: Any, results: mp.Queue) -> None:
     try:
-        results.put(("result", function(job)))
+        # plain pickle copies tensors by value: the queue's own pickler would share them through file
+        # descriptors that need this process alive when the parent reads them
+        results.put(("result", pickle.dumps(function(job))))
     except BaseException:  # reported by the parent, with the child's traceback
         results.put(("error", traceback.format_exc()))
 
@@ -121,7 +113,7 @@ def run_in_fresh_process(function: Callable[[Any], Any], job: Any, what: str) ->
             process.kill()
     if kind == "error":
         raise RuntimeError(f"{what} failed in its benchmark process:\n{value}")
-    return value
+    return pickle.loads(value)
 
 
 def markdown_table(header: list[str], rows: list[list[object]]) -> str:

@@ -25,10 +25,10 @@ import torch
 from locater.bench import (
     machine_description,
     markdown_table,
-    peak_rss_mb,
     run_in_fresh_process,
     write_section,
 )
+from locater.engine.train_logging import peak_memory_mb
 
 SENTENCE = "the man in a red shirt riding a bicycle"
 METHODS = ("locater", "all-frames baseline")
@@ -121,7 +121,7 @@ def _measure(job: dict) -> dict:
         "memory_tokens": (0 if state.local_memory is None else state.local_memory.shape[1])
         + (0 if state.global_memory is None else state.global_memory.shape[1]),
         "state_mb": _state_megabytes(state),
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_memory_mb("cpu"),
         "peak_cuda_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
 

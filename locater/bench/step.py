@@ -20,12 +20,12 @@ import torch
 from locater.bench import (
     machine_description,
     markdown_table,
-    peak_rss_mb,
     run_in_fresh_process,
     seeded_model,
     write_section,
 )
 from locater.engine.amp import autocast_for
+from locater.engine.train_logging import peak_memory_mb
 
 SENTENCES = ["the man in red is running on the left", "a dog jumping over the fence"]
 
@@ -110,7 +110,7 @@ def _measure(job: dict) -> dict:
     return {
         "median_s": statistics.median(measured),
         "start_s": start_time,
-        "peak_rss_mb": peak_rss_mb(),
+        "peak_rss_mb": peak_memory_mb("cpu"),
         "outputs": torch.stack(outputs[job["warmup"] :]),
     }
 

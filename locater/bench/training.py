@@ -18,11 +18,11 @@ import torch
 from locater.bench import (
     machine_description,
     markdown_table,
-    peak_rss_mb,
     run_in_fresh_process,
     write_section,
 )
 from locater.engine.amp import autocast_for, check_amp
+from locater.engine.train_logging import peak_memory_mb
 
 
 def training_step(
@@ -114,7 +114,7 @@ def benchmark_training(
     if target.type == "cuda":
         torch.cuda.synchronize(target)
     seconds = (time.perf_counter() - tic) / steps
-    peak = torch.cuda.max_memory_allocated(target) / 2**20 if target.type == "cuda" else peak_rss_mb()
+    peak = torch.cuda.max_memory_allocated(target) / 2**20 if target.type == "cuda" else peak_memory_mb("cpu")
     return {
         "samples_per_s": batch_size / seconds,
         "frames_per_s": batch_size * clip_length / seconds,

@@ -44,7 +44,7 @@ from locater.data.augment import AugmentConfig
 from locater.data.layout import LayoutError, LayoutSplit
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.engine import distributed
-from locater.engine.amp import autocast_for
+from locater.engine.amp import AMP_MODES, autocast_for
 from locater.engine.checkpoints import (
     CheckpointManager,
     capture_rng_state,
@@ -60,7 +60,6 @@ from locater.model.locater import Locater
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
-AMP_MODES = ("none", "bf16", "fp16")
 
 
 class NonFiniteLossError(RuntimeError):
