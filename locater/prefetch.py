@@ -18,7 +18,8 @@ class Prefetcher(Generic[Item, Loaded]):
 
     An error in ``items`` or ``load`` is re-raised in the consumer, at the position where it happened. :meth:`close`
     (also on leaving a ``with`` block) stops the thread even when the consumer stopped early, and calls ``close()`` of
-    ``items`` when it has one (a video decoder is released then, not at garbage collection).
+    ``items`` when it has one (a video decoder is released then, not at garbage collection). Close it (or use it as
+    a context manager) whenever the consumer may stop early: the thread otherwise waits for room in its queue.
     """
 
     def __init__(self, items: Iterable[Item], load: Callable[[Item], Loaded], depth: int = 4) -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 SPLITS = {"NORM", "MUL", "SPAT", "TEMP"}
 
 
@@ -113,16 +115,20 @@ def test_memory_experiment_staged_recipe_smoke(tmp_path):
     """The default recipe (RECIPE=staged): appearance, tracking, rule and own-masks stages, each from the weights of
     the one before."""
     docs, runs = tmp_path / "docs", tmp_path / "runs"
-    env = _env(SMOKE="1", VARIANTS="no_local_memory", OUT=str(runs), DOCS=str(docs))
+    env = _env(SMOKE="1", VARIANTS="no_global_memory", OUT=str(runs), DOCS=str(docs))
     env.pop("RECIPE", None)  # the default
-    env.update(DATA=str(tmp_path / "synthetic"), RULE_ARGS="model.global_memory.num_frames=3")
+    env.update(DATA=str(tmp_path / "synthetic"))
+    env.pop("RULE_ARGS", None)  # the recipe's default
     result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
-    _check_results(json.loads((docs / "memory_experiment.json").read_text()), ["no_local_memory"])
+    _check_results(json.loads((docs / "memory_experiment.json").read_text()), ["no_global_memory"])
     report = (docs / "memory_experiment.md").read_text()
     assert "RECIPE=staged" in report and "RULE=0.05" in report and "OWN=0.05" in report
+    assert "model.global_memory.write=window model.global_memory.size=3.0" in report
+    evaluated = yaml.safe_load((runs / "eval/no_global_memory/config.yaml").read_text())["model"]
+    assert evaluated["global_memory"]["size"] == 0.0  # evaluated as trained
     assert "RULE_ARGS='model.global_memory.num_frames=3'" in report  # every setting in the report's command
-    run = runs / "no_local_memory"
+    run = runs / "no_global_memory"
     stages = [run / "appearance", run / "tracking", run / "rule", run]
     configs = [(stage / "config.yaml").read_text() for stage in stages]
     for before, config in zip(stages[:-1], configs[1:]):
@@ -131,6 +137,9 @@ def test_memory_experiment_staged_recipe_smoke(tmp_path):
         assert "size: 0.0" in config and "mask_encoding: patch" in config
         assert "write: window" in config and "reader_positions: true" in config
         assert "reader_locality: 1.0" in config
+        # the recipe's global memory is read by place (write=window, 3 frames); the ablation's size=0 wins over it
+        global_memory = yaml.safe_load(config)["model"]["global_memory"]
+        assert global_memory["write"] == "window" and global_memory["size"] == 0.0
     appearance, tracking, rule, own = configs
     assert "clip_length: 1" in appearance and "synthetic_start_share: 1.0" in appearance
     assert "clip_length: 3" in tracking and "synthetic_crossing_share: 0.5" in tracking
@@ -383,3 +392,32 @@ def test_memory_experiment_parallel_stops_every_variant_on_term(tmp_path):
     while _processes_mentioning(f"{out}/") and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _processes_mentioning(f"{out}/") == []
+
+
+def test_memory_experiment_resume_keeps_evaluated_variants_with_the_same_settings(tmp_path):
+    docs, runs = tmp_path / "docs", tmp_path / "runs"
+    env = _env(SMOKE="1", RECIPE="two_stage", VARIANTS="no_mask_history", OUT=str(runs), DOCS=str(docs))
+    env.update(DATA=str(tmp_path / "synthetic"))
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    checkpoint = runs / "no_mask_history/checkpoints/last.pt"
+    trained_at = checkpoint.stat().st_mtime_ns
+    wall = int((runs / "no_mask_history/wall_s").read_text())
+    env.update(RESUME="1")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert checkpoint.stat().st_mtime_ns == trained_at  # not trained again
+    report = (docs / "memory_experiment.md").read_text()
+    assert (
+        f"kept from an earlier one (RESUME=1): no_mask_history ({wall} s)" in report
+        and "RESUME=1 bash" in report
+    )
+    # other model settings: refused, naming the difference
+    env.update(MODEL_ARGS="model.reader_locality=0.5")
+    result = subprocess.run(["bash", "scripts/memory_experiment.sh"], capture_output=True, text=True, env=env)
+    assert result.returncode == 2
+    assert (
+        "made with other model settings" in result.stderr
+        and "model.reader_locality: saved 0.0" in result.stderr
+    )
+    assert checkpoint.stat().st_mtime_ns == trained_at
