@@ -106,7 +106,6 @@ python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-tes
 # train and evaluate one variant
 run_variant() {
     local variant=$1
-    # shellcheck disable=SC2086
     local begin
     begin=$(date +%s)
     # the variant's own setting last: it wins over MODEL_ARGS (no_global_memory's size=0 over a recipe's size)

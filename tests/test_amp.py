@@ -27,6 +27,11 @@ def test_bad_modes_are_refused():
     with pytest.raises(ValueError, match="amp must be one of none, bf16, fp16, got 'fp32'"):
         autocast_for("cpu", "fp32")
     check_amp("fp16", "cuda")  # allowed on CUDA (not entered here: no GPU needed)
+    check_amp("fp16", None)  # the mode alone, before the device is known
+    with pytest.raises(ValueError, match="train.amp must be one of none, bf16, fp16, got 'fp32'"):
+        check_amp("fp32", None, "train.amp")
+    with pytest.raises(ValueError, match="train.amp=fp16 needs a CUDA device"):
+        check_amp("fp16", "cpu", "train.amp")
 
 
 def test_segmenter_amp_runs_the_model_in_bfloat16_close_to_float32(tiny_model):

@@ -9,12 +9,16 @@ import torch
 AMP_MODES = ("none", "bf16", "fp16")
 
 
-def check_amp(amp: str, device_type: str) -> None:
-    """Raise ``ValueError`` for an unknown mode, or fp16 off CUDA (fp16 needs a gradient scaler and a GPU)."""
+def check_amp(amp: str, device_type: str | None, name: str = "amp") -> None:
+    """Raise ``ValueError`` for an unknown mode, or fp16 off CUDA (fp16 needs a gradient scaler and a GPU).
+
+    ``device_type`` ``None`` checks the mode alone (before the device is known); ``name`` is the setting's name in
+    the messages (e.g. ``train.amp``).
+    """
     if amp not in AMP_MODES:
-        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
-    if amp == "fp16" and device_type != "cuda":
-        raise ValueError("amp=fp16 needs a CUDA device; use bf16 on the CPU")
+        raise ValueError(f"{name} must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if device_type is not None and amp == "fp16" and device_type != "cuda":
+        raise ValueError(f"{name}=fp16 needs a CUDA device; use bf16 on the CPU")
 
 
 def autocast_for(device_type: str, amp: str | bool) -> contextlib.AbstractContextManager:

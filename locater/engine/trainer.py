@@ -44,7 +44,7 @@ from locater.data.augment import AugmentConfig
 from locater.data.layout import LayoutError, LayoutSplit
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.engine import distributed
-from locater.engine.amp import AMP_MODES, autocast_for
+from locater.engine.amp import autocast_for, check_amp
 from locater.engine.checkpoints import (
     CheckpointManager,
     capture_rng_state,
@@ -347,14 +347,12 @@ class Trainer:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.t = cfg.train
-        if self.t.amp not in AMP_MODES:
-            raise ValueError(f"train.amp must be one of {AMP_MODES}, got {self.t.amp!r}")
+        check_amp(self.t.amp, None, "train.amp")
         if self.t.accumulate < 1 or self.t.batch_size < 1 or self.t.clip_length < 1:
             raise ValueError("train.accumulate, train.batch_size and train.clip_length must be >= 1")
         self.info = distributed.init_distributed(cfg.device)
         self.device = self.info.device
-        if self.t.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("train.amp=fp16 needs a CUDA device; use bf16 on the CPU")
+        check_amp(self.t.amp, self.device.type, "train.amp")
         self.output_dir = Path(cfg.output_dir)
         self.validation_splits = resolve_validation_splits(cfg)
         self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", self.t.keep_last)
