@@ -32,7 +32,7 @@ if [ -n "${QUICKSTART_SMOKE:-}" ]; then
     EXTRA=(train.max_steps=3 train.batch_size=2 train.data.samples_per_epoch=8 train.log_every=1)
 fi
 start=$(date +%s)
-python scripts/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
+python tools/data/make_synthetic.py --out "$DATA" --size 64 --num-train 0 --num-test "$NUM_TEST"
 bash scripts/train_two_stages.sh "$OUT/full" "$MINUTES" "$APPEARANCE" '[2.0,2.0,1.0,1.0]' "${EXTRA[@]}"
 python tools/evaluate.py --config configs/synthetic/train.yaml --checkpoint "$OUT/full/checkpoints/last.pt" \
     eval.dataset=SYN eval.testing_type=ALL eval.data_root="$DATA" --output-dir "$OUT/eval/full" --save-masks \

@@ -1,11 +1,9 @@
 """tools/demo.py and locater.video_io on a short generated mp4 and on a frame folder."""
 
-import importlib.util
 import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +11,7 @@ import pytest
 import torch
 
 import locater
+from locater.cli import demo
 from locater.config import load_config
 from locater.video_io import (
     FrameFolderReader,
@@ -27,14 +26,6 @@ from locater.video_io import (
 HEADS = ["model.vision.num_heads=4", "model.fusion.num_heads=4", "model.memory_heads=4"]
 
 
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("demo_tool", Path("tools/demo.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-demo = _load_demo()
 
 
 def _frame(index, height, width):

@@ -1,4 +1,4 @@
-"""Our start/step against logits that the official Locater code produced (scripts/official_parity.py).
+"""Our start/step against logits that the official Locater code produced (tests/dev/official_parity.py).
 
 The references hold, per configuration, the official per-frame logits for deterministic weights
 (locater.testing.seeded_official_state_dict) and a deterministic video (locater.testing.seeded_video), through

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from fake_releases import A2D_RED_ROWS, A2D_SIZE, make_fake_a2d, write_a2d_h5
 
-from locater.data import a2d_release
-from locater.data.a2d_release import ReleaseError, object_ids, prepare_a2d, read_frame_annotation
+from locater.data.releases import a2d as a2d_release
+from locater.data.releases.a2d import ReleaseError, object_ids, prepare_a2d, read_frame_annotation
 from locater.data.layout import LayoutSplit
 
 
@@ -26,7 +26,7 @@ def fake(tmp_path):
 
 def test_command_line_converts_test_and_train_splits(fake, tmp_path, monkeypatch, capsys):
     out = tmp_path / "datasets"
-    run_script(monkeypatch, "scripts/prepare_a2d.py", "--root", str(fake.root), "--out", str(out))
+    run_script(monkeypatch, "tools/data/prepare_a2d.py", "--root", str(fake.root), "--out", str(out))
     printed = capsys.readouterr().out
     assert "expected counts: 3782 videos, 6655 sentences" in printed
     assert "WARNING: Release/videoset.csv has 4 videos, expected 3782" in printed

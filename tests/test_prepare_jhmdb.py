@@ -11,9 +11,9 @@ import scipy.io
 import torch
 from fake_releases import JHMDB_SIZE, make_fake_jhmdb, mttr_metadata
 
-from locater.data import jhmdb_release
-from locater.data.a2d_release import ReleaseError
-from locater.data.jhmdb_release import make_scored_frames, prepare_jhmdb
+from locater.data.releases import jhmdb as jhmdb_release
+from locater.data.releases.a2d import ReleaseError
+from locater.data.releases.jhmdb import make_scored_frames, prepare_jhmdb
 from locater.data.layout import LayoutSplit
 
 VIDEOS = ["brush_hair/Hair_brushing_u_nm", "catch/Catch_the_ball_f_cm", "catch/Catch_me_if_you_can"]
@@ -21,8 +21,8 @@ USABLE = {VIDEOS[0]: 5, VIDEOS[1]: 4, VIDEOS[2]: 5}  # min(frames, masks)
 
 
 def run_script(monkeypatch, *args):
-    monkeypatch.setattr(sys, "argv", ["scripts/prepare_jhmdb.py", *args])
-    runpy.run_path("scripts/prepare_jhmdb.py", run_name="__main__")
+    monkeypatch.setattr(sys, "argv", ["tools/data/prepare_jhmdb.py", *args])
+    runpy.run_path("tools/data/prepare_jhmdb.py", run_name="__main__")
 
 
 @pytest.fixture

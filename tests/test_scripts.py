@@ -272,7 +272,7 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
     def crossing(*extra: str) -> subprocess.CompletedProcess:
         command = [
             sys.executable,
-            "scripts/temp_crossing.py",
+            "experiments/memory/temp_crossing.py",
             "--split",
             str(split),
             "--runs",
@@ -301,10 +301,10 @@ def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
 
     import locater
     from locater.data.synthetic import generate_video
-    from locater.data.synthetic_scenes import crossing_frame
+    from locater.data.synthetic.scenes import crossing_frame
     from locater.preprocess import preprocess_frames
 
-    oracle = runpy.run_path("scripts/memory_oracle.py")
+    oracle = runpy.run_path("experiments/memory/memory_oracle.py")
     video = generate_video("TEMP", [99, 0], size=64, all_labelled=True)
     expression = video.expressions[0]
     frames, input_ids = preprocess_frames(video.frames, 64), locater.tokenize([expression.sentence])
@@ -326,7 +326,7 @@ def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     checkpoint = tmp_path / "model.pt"
     torch.save(model.state_dict(), checkpoint)
     out = tmp_path / "oracle.md"
-    command = [sys.executable, "scripts/memory_oracle.py", "--config", tiny]
+    command = [sys.executable, "experiments/memory/memory_oracle.py", "--config", tiny]
     command += ["--checkpoint", str(checkpoint), "--videos", "1", "--out", str(out)]
     command += ["model.local_memory.mask_history=false"]
     result = subprocess.run(command, capture_output=True, text=True, env=_env())

@@ -28,11 +28,11 @@ from locater.data.synthetic import (
     validate_split,
     write_split,
 )
-from locater.data.synthetic_language import RELATION_MARGIN
-from locater.data.synthetic_scenes import TEMP_TRACK_GAP, crossing_frame
+from locater.data.synthetic.language import RELATION_MARGIN
+from locater.data.synthetic.scenes import TEMP_TRACK_GAP, crossing_frame
 from locater.tokenizer import UNK_ID, VOCAB_PATH, tokenize
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "make_synthetic.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "data" / "make_synthetic.py"
 SMALL = {"seed": 3, "num_train": 6, "num_test": 4, "size": 48}
 
 

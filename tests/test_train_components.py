@@ -7,8 +7,8 @@ import torch
 import locater
 from locater.checkpoint import CheckpointError
 from locater.data.synthetic import generate_video
-from locater.data.synthetic_scenes import crossing_frame
-from locater.data.synthetic_stream import SyntheticClipStream
+from locater.data.synthetic.scenes import crossing_frame
+from locater.data.synthetic.stream import SyntheticClipStream
 from locater.engine.checkpoints import CheckpointManager, load_training_checkpoint
 from locater.engine.losses import LossWeights, segmentation_loss
 from locater.engine.optim import LRSchedule, build_optimizer

@@ -1,4 +1,4 @@
-"""Pre-training the small model's vision encoder on patch labels (scripts/pretrain_vision.py)."""
+"""Pre-training the small model's vision encoder on patch labels (tools/pretrain_vision.py)."""
 
 import json
 import subprocess
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import locater
-from locater.data.synthetic_patches import BACKGROUND_COLOUR, BACKGROUND_SHAPE, patch_batch, patch_labels
-from locater.data.synthetic_render import SHAPES
+from locater.data.synthetic.patches import BACKGROUND_COLOUR, BACKGROUND_SHAPE, patch_batch, patch_labels
+from locater.data.synthetic.render import SHAPES
 
 
 def test_patch_labels_take_the_object_covering_most_of_each_patch():
@@ -46,7 +46,7 @@ def test_patch_batch_shapes_and_labels():
 def test_pretrained_encoder_loads_through_pretrained_vit_and_learns(tmp_path):
     """The saved ViT initialises the model through pretrained.vit; a short run beats chance on shapes."""
     out = tmp_path / "vit.pth"
-    cmd = [sys.executable, "scripts/pretrain_vision.py", "--out", str(out), "--minutes", "0"]
+    cmd = [sys.executable, "tools/pretrain_vision.py", "--out", str(out), "--minutes", "0"]
     cmd += ["--max-steps", "150", "--batch-size", "16", "--no-progress"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -68,7 +68,7 @@ EXPECTED_LAYOUT = """expected layout:
       mask/<action>_<video>_<obj>_<frame>.pth
       vid_frames_dict.pth
       JHMDB_test_expressions.json
-  <data-root>/<TYPE>/                         (SYN: the synthetic benchmark, scripts/make_synthetic.py)"""
+  <data-root>/<TYPE>/                         (SYN: the synthetic benchmark, tools/data/make_synthetic.py)"""
 
 
 class LayoutError(DataError):

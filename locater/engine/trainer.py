@@ -198,7 +198,7 @@ def build_train_dataset(cfg: Config) -> Dataset:
     data, model = cfg.train.data, cfg.model
     num_global = model.global_memory.num_frames if model.global_memory.size > 0 else 0
     if data.source == "synthetic":
-        from locater.data.synthetic_stream import SyntheticClipStream
+        from locater.data.synthetic.stream import SyntheticClipStream
 
         return SyntheticClipStream(
             samples_per_epoch=data.samples_per_epoch,

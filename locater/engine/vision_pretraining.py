@@ -18,7 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from locater.config import Config
-from locater.data.synthetic_patches import BACKGROUND_COLOUR, BACKGROUND_SHAPE, patch_batch
+from locater.data.synthetic.patches import BACKGROUND_COLOUR, BACKGROUND_SHAPE, patch_batch
 from locater.engine.checkpoints import atomic_save
 from locater.model.build import build_model
 from locater.model.vision import VisionEncoder

@@ -1,6 +1,6 @@
 """Convert the original JHMDB-Sentences release into layout 3.1 (JHMDB flavour): <out>/JHMDB.
 
-python scripts/prepare_jhmdb.py --root JHMDB_DIR --out datasets/ [--scored-frames all|LIST.json]
+python tools/data/prepare_jhmdb.py --root JHMDB_DIR --out datasets/ [--scored-frames all|LIST.json]
 
 Scored frames: "all" (every frame with a mask), our fixed list (make it once with
 --make-scored-list data/jhmdb_scored_frames.json --seed 0) or MTTR's jhmdb_sentences_samples_metadata.json.
@@ -13,7 +13,7 @@ import argparse
 import logging
 import time
 
-from locater.data.jhmdb_release import FRAMES_PER_VIDEO, prepare_jhmdb, write_scored_list
+from locater.data.releases.jhmdb import FRAMES_PER_VIDEO, prepare_jhmdb, write_scored_list
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -1,7 +1,7 @@
 """Synthetic TEMP results split by the side of the crossing: what a model gets right before the twins cross (where
 the first frame tells them apart) and after (where only a memory of the target does).
 
-  python scripts/temp_crossing.py --split datasets/synthetic/TEMP \
+  python -m experiments.memory.temp_crossing --split datasets/synthetic/TEMP \
       --runs full=runs/memory_experiment/eval/full no_local_memory=runs/memory_experiment/eval/no_local_memory \
       [--out docs/memory_experiment_temp.md]
 
@@ -22,9 +22,9 @@ from collections import defaultdict
 from pathlib import Path
 
 from locater.data.synthetic import identical_twins, read_scenes
-from locater.data.synthetic_files import objects_from_record
-from locater.data.synthetic_render import SceneObject
-from locater.data.synthetic_scenes import crossing_frame
+from locater.data.synthetic.files import objects_from_record
+from locater.data.synthetic.render import SceneObject
+from locater.data.synthetic.scenes import crossing_frame
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, read_per_frame_csv
 
 PRECISION = "precision@0.7"
@@ -41,7 +41,7 @@ GROUPS = (
 def twin_crossing(objects: list[SceneObject], target: int, where: str) -> tuple[str, float, int]:
     """Scene pattern of a TEMP target and its twin (``"both move"`` or ``"one still"``), the 0-based frame from
     which they are no longer in their first order along the motion axis
-    (:func:`~locater.data.synthetic_scenes.crossing_frame`; ``inf`` if they never are), and the twin's index.
+    (:func:`~locater.data.synthetic.scenes.crossing_frame`; ``inf`` if they never are), and the twin's index.
 
     Args:
         objects: the video's scene objects; target: index of the target among them; where: names it in errors.

@@ -12,12 +12,12 @@ Each expression is true of exactly one object (proved by :func:`validate_express
   apart ("the circle moving right", "the star that stays still").
 
 Entry points: :func:`generate_video` (one video in memory, for training on fresh videos),
-:func:`generate_benchmark` / :func:`write_split` (layout 3.1 folders, as ``scripts/make_synthetic.py``) and
+:func:`generate_benchmark` / :func:`write_split` (layout 3.1 folders, as ``tools/data/make_synthetic.py``) and
 :func:`validate_split` (re-check a written split). The parts live in ``synthetic_render`` (drawing),
 ``synthetic_language`` (meaning and wording), ``synthetic_scenes`` (the four kinds) and ``synthetic_files``.
 """
 
-from locater.data.synthetic_files import (
+from locater.data.synthetic.files import (
     SCENES_FILE,
     SPLITS,
     expressions_file_name,
@@ -27,9 +27,9 @@ from locater.data.synthetic_files import (
     validate_split,
     write_split,
 )
-from locater.data.synthetic_language import WORDS, Query, describe, referents
-from locater.data.synthetic_render import COLOURS, SHAPES, SIZES, SceneObject, render, visible_masks
-from locater.data.synthetic_scenes import (
+from locater.data.synthetic.language import WORDS, Query, describe, referents
+from locater.data.synthetic.render import COLOURS, SHAPES, SIZES, SceneObject, render, visible_masks
+from locater.data.synthetic.scenes import (
     KINDS,
     SyntheticError,
     SyntheticExpression,

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset
 
 from locater.data.indices import random_global_frame_numbers
 from locater.data.synthetic import KINDS, generate_video
-from locater.data.synthetic_scenes import SyntheticVideo, crossing_frame
+from locater.data.synthetic.scenes import SyntheticVideo, crossing_frame
 from locater.preprocess import preprocess_frames
 from locater.tokenizer import tokenize
 

@@ -1,6 +1,6 @@
 """Convert the original A2D-Sentences release into layout 3.1: A2D_SUBSET/NORM (test) and A2D_SUBSET/train.
 
-python scripts/prepare_a2d.py --root A2D_SENTENCES_DIR --out datasets/
+python tools/data/prepare_a2d.py --root A2D_SENTENCES_DIR --out datasets/
 
 Resumable: rerun the same command after an interruption; finished videos are kept, finished splits skipped.
 """
@@ -11,7 +11,7 @@ import argparse
 import logging
 import time
 
-from locater.data.a2d_release import EXPECTED_SENTENCES, EXPECTED_VIDEOS, SPLITS, prepare_a2d
+from locater.data.releases.a2d import EXPECTED_SENTENCES, EXPECTED_VIDEOS, SPLITS, prepare_a2d
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

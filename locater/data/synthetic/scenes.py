@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from locater.data.synthetic_language import Query, describe, referents
-from locater.data.synthetic_render import COLOURS, SHAPES, SIZES, SceneObject, object_radius, render
+from locater.data.synthetic.language import Query, describe, referents
+from locater.data.synthetic.render import COLOURS, SHAPES, SIZES, SceneObject, object_radius, render
 
 KINDS = ("NORM", "MUL", "SPAT", "TEMP")
 MIN_FRAMES, MAX_FRAMES = 12, 24

@@ -1,7 +1,7 @@
 """Pre-train the small synthetic model's vision encoder on patch labels (shape and colour of the object under
 each patch), its stand-in for the ImageNet ViT that the released model starts from. Single process, CPU is fine.
 
-  python scripts/pretrain_vision.py --config configs/synthetic/model.yaml --out runs/vision/vit.pth --minutes 1.5
+  python tools/pretrain_vision.py --config configs/synthetic/model.yaml --out runs/vision/vit.pth --minutes 1.5
   python tools/train.py --config configs/synthetic/train.yaml pretrained.vit=runs/vision/vit.pth ...
 """
 

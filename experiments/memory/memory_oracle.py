@@ -3,11 +3,11 @@ expression read twice: with the model's own masks written into the local memory 
 true masks (teacher forcing at every frame). A model that follows its target through the local memory scores far
 higher with the true masks, after the twins' crossing above all; one that ignores its mask history scores the same.
 
-  python scripts/memory_oracle.py --config configs/synthetic/train.yaml --checkpoint CKPT [key=value ...] \\
+  python -m experiments.memory.memory_oracle --config configs/synthetic/train.yaml --checkpoint CKPT [key=value ...] \\
       [--videos 40] [--seed 99] [--out FILE.md]
 
 Overrides must rebuild the model the checkpoint was trained with (e.g. ``model.local_memory.write=window``).
-The table has the columns of ``scripts/temp_crossing.py`` (frame "before" / "after" the crossing, scene pattern;
+The table has the columns of ``experiments/memory/temp_crossing.py`` (frame "before" / "after" the crossing, scene pattern;
 mean IoU / precision@0.7 in %, frames), one row per way of writing the memory. A second table says whom the model
 segments at the first frames: mean IoU with the target and with its twin at frames 1, 2, 3 and over the later
 frames. At frame 1 nothing is remembered yet, so both rows agree there; a model that covers both twins at frame 1
@@ -17,7 +17,6 @@ frames. At frame 1 nothing is remembered yet, so both rows agree there; a model 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -25,13 +24,11 @@ import numpy as np
 import torch
 
 import locater
+from experiments.memory.temp_crossing import GROUPS, PRECISION, report, twin_crossing
 from locater.data.indices import global_frame_numbers
 from locater.data.synthetic import generate_video
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.preprocess import preprocess_frames
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from temp_crossing import GROUPS, PRECISION, report, twin_crossing  # noqa: E402
 
 MODES = {"own masks": False, "true masks": True}
 FIRST_FRAMES = ("frame 1", "frame 2", "frame 3", "later frames")

@@ -7,9 +7,9 @@ pre-processed as the official evaluation) and fixed token ids, and runs the offi
 (``_reset_memory``, ``_prep_global_mem``, then ``net(vis, lang)`` per frame). The per-frame logits are saved
 to ``<out>/<name>.pt``; ``tests/test_official_parity.py`` runs our model on the same inputs and compares.
 
-    python scripts/official_parity.py --official-root /path/to/Locater --out tests/data/official_parity
-    python scripts/official_parity.py --official-root /path/to/Locater --check    # ours vs official, full res
-    python scripts/official_parity.py --official-root /path/to/Locater --timing   # official speed (320 px)
+    python tests/dev/official_parity.py --official-root /path/to/Locater --out tests/data/official_parity
+    python tests/dev/official_parity.py --official-root /path/to/Locater --check    # ours vs official, full res
+    python tests/dev/official_parity.py --official-root /path/to/Locater --timing   # official speed (320 px)
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Build A2D-S+ (MUL, SPAT, TEMP) in layout 3.1 from the A2D-Sentences test split (A2D_SUBSET/NORM).
 
-python scripts/build_a2d_plus.py --a2d datasets/A2D_SUBSET/NORM --out datasets/
+python tools/data/build_a2d_plus.py --a2d datasets/A2D_SUBSET/NORM --out datasets/
 
 The selection rules are ours (the paper's are not public); they live in locater/data/a2d_plus.py.
 """
@@ -11,7 +11,7 @@ import argparse
 import logging
 import time
 
-from locater.data.a2d_plus import build_a2d_plus
+from locater.data.releases.a2d_plus import build_a2d_plus
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from locater.data.synthetic_render import COLOURS, SceneObject
+from locater.data.synthetic.render import COLOURS, SceneObject
 
 RELATIONS = ("left", "right", "top", "bottom")
 MOTIONS = ("left", "right", "up", "down", "still")

@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from locater.data.layout import LayoutSplit, LayoutWriter, frame_id
-from locater.data.synthetic_language import Query
-from locater.data.synthetic_render import SceneObject, visible_masks
-from locater.data.synthetic_scenes import (
+from locater.data.synthetic.language import Query
+from locater.data.synthetic.render import SceneObject, visible_masks
+from locater.data.synthetic.scenes import (
     KINDS,
     SyntheticError,
     SyntheticExpression,

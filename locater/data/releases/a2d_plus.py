@@ -3,7 +3,7 @@
 The paper's exact selection rules are not public; these are ours, all in this module:
 
 * Actor class of an instance: the actor of its h5 actor-action label (``A2D_instances.json`` written by
-  ``scripts/prepare_a2d.py``; label // 10), and where the release has no label for it, the actor named by its
+  ``tools/data/prepare_a2d.py``; label // 10), and where the release has no label for it, the actor named by its
   sentence (:data:`ACTOR_NOUNS`: the first actor noun not directly followed by another one, so "basketball
   player" is an adult). An instance with neither is of unknown class and matches no other instance.
 * MUL: test expressions of videos where at least two annotated instances (every instance of the h5 files, with
@@ -33,16 +33,10 @@ from pathlib import Path
 
 import numpy as np
 
-from locater.data.a2d_release import (
-    INSTANCES_FILE,
-    ReleaseError,
-    SplitSummary,
-    StagedSplit,
-    actor_of_label,
-    link_or_copy,
-)
 from locater.data.frames import image_size
 from locater.data.layout import FRAME_DIRS, ExpressionSample, LayoutSplit, LayoutWriter
+from locater.data.releases.a2d import INSTANCES_FILE, SplitSummary, actor_of_label
+from locater.data.releases.staging import ReleaseError, StagedSplit, link_or_copy
 
 logger = logging.getLogger(__name__)
 

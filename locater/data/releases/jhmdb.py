@@ -14,7 +14,7 @@ Which frames are scored (``labels``) is a choice:
 
 * ``"all"``: every frame (every frame has a mask);
 * a list file: our own (:func:`make_scored_frames`, 3 random frames per video from a fixed seed, written by
-  ``scripts/prepare_jhmdb.py --make-scored-list``) or MTTR's ``jhmdb_sentences_samples_metadata.json``
+  ``tools/data/prepare_jhmdb.py --make-scored-list``) or MTTR's ``jhmdb_sentences_samples_metadata.json``
   (rows ``[video_id, frame_path, mask_path, num_frames, query]``), so numbers are comparable with the field.
 """
 
@@ -33,20 +33,19 @@ from typing import Any
 import numpy as np
 import scipy.io
 
-from locater.data.a2d_release import (
+from locater.data.frames import image_size
+from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
+from locater.data.releases.a2d import SplitSummary, sentence_rows
+from locater.data.releases.staging import (
     ReleaseError,
-    SplitSummary,
     StagedSplit,
     link_or_copy,
     publish_dir,
     run_tasks,
     save_marker,
-    sentence_rows,
     write_json_atomic,
     write_text_atomic,
 )
-from locater.data.frames import image_size
-from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
 
 logger = logging.getLogger(__name__)
 

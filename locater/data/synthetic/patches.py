@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from locater.data.synthetic_render import COLOURS, SHAPES, render
-from locater.data.synthetic_scenes import random_object
+from locater.data.synthetic.render import COLOURS, SHAPES, render
+from locater.data.synthetic.scenes import random_object
 from locater.preprocess import preprocess_frames
 
 COLOUR_NAMES = tuple(COLOURS)

@@ -1,7 +1,7 @@
 """Generate the synthetic referring-video benchmark (train + NORM/MUL/SPAT/TEMP test splits) in layout 3.1.
 
-  python scripts/make_synthetic.py --out datasets/synthetic --seed 0
-  python scripts/make_synthetic.py --out datasets/synthetic --size 64 --num-train 0
+  python tools/data/make_synthetic.py --out datasets/synthetic --seed 0
+  python tools/data/make_synthetic.py --out datasets/synthetic --size 64 --num-train 0
 
 Every split is re-validated from its scenes.json after writing; the same seed gives the same bytes.
 """

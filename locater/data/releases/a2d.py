@@ -17,21 +17,17 @@ A2D-Sentences loader does. Besides the layout, each split holds ``A2D_instances.
 annotated frames and every annotated instance (with or without a sentence) with the frames it appears in and
 its actor-action label when the h5 files carry one (``null`` otherwise); the A2D-S+ builder reads it.
 
-The second half of the module is the staged-output machinery shared by every converter (A2D, JHMDB, A2D-S+):
-a split is built in ``<split>.partial`` with one marker per finished video and renamed to ``<split>`` when
-complete, so an interrupted run resumes and a finished split is never replaced by a partial one.
+The staged output (a split built in ``<split>.partial`` and renamed when complete) is in
+:mod:`locater.data.releases.staging`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
-import os
 import shutil
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,8 +36,16 @@ import cv2
 import h5py
 import numpy as np
 
-from locater.data.frames import DataError, encode_png
+from locater.data.frames import encode_png
 from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
+from locater.data.releases.staging import (
+    ReleaseError,
+    StagedSplit,
+    publish_dir,
+    run_tasks,
+    save_marker,
+    write_json_atomic,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -60,10 +64,6 @@ SPLITS = {  # split -> (folder under A2D_SUBSET, expressions file)
 }
 INSTANCES_FILE = "A2D_instances.json"
 SENTENCES_HEADER = ["video_id", "instance_id", "query"]
-
-
-class ReleaseError(DataError):
-    """A file of an original release is missing or malformed; the message names the file and the problem."""
 
 
 def actor_of_label(label: int) -> str | None:
@@ -580,116 +580,3 @@ def _convert_split(
     write_json_atomic(stage.partial / INSTANCES_FILE, instances_info)
     stage.finish()
     return summary
-
-
-# ---------------------------------------------------------------------------------------------- staged output
-class StagedSplit:
-    """A split folder built in ``<final>.partial`` and renamed to ``<final>`` only once complete.
-
-    Each finished video leaves a marker ``.done/<video>.json`` (its record) in the partial folder, so a rerun
-    converts only the videos without one. The options of the run are kept in ``.options.json``; resuming with
-    other options is refused (the partial videos would not match).
-    """
-
-    def __init__(self, final: str | Path, options: dict[str, Any], overwrite: bool = False) -> None:
-        self.final = Path(final)
-        self.partial = self.final.with_name(self.final.name + ".partial")
-        self.options = options
-        self.overwrite = overwrite
-
-    def complete(self) -> bool:
-        """True when the split exists and is not to be rebuilt."""
-        return self.final.is_dir() and not self.overwrite
-
-    def begin(self) -> None:
-        """Create (or resume) the partial folder."""
-        options_file = self.partial / ".options.json"
-        if options_file.is_file():
-            saved = json.loads(options_file.read_text())
-            if saved != self.options:
-                raise ReleaseError(
-                    f"{self.partial}: left by an interrupted run with other options ({saved}, now {self.options}); "
-                    "delete it or rerun with the same options"
-                )
-        self.partial.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(options_file, self.options)
-
-    def finished_record(self, video: str) -> dict[str, Any] | None:
-        """The record of a video finished by an earlier run, or ``None``."""
-        path = marker_path(self.partial, video)
-        if not path.is_file():
-            return None
-        return json.loads(path.read_text())
-
-    def finish(self) -> None:
-        """Drop the markers and move the partial folder into place (replacing the old one only now)."""
-        shutil.rmtree(self.partial / ".done", ignore_errors=True)
-        (self.partial / ".options.json").unlink(missing_ok=True)
-        old = self.final.with_name(self.final.name + ".old")
-        if self.final.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.final, old)
-        os.replace(self.partial, self.final)
-        if old.exists():
-            shutil.rmtree(old)
-
-
-def marker_path(partial_dir: Path, video: str) -> Path:
-    return partial_dir / ".done" / f"{video}.json"
-
-
-def save_marker(partial_dir: Path, video: str, record: dict[str, Any]) -> None:
-    """Mark ``video`` finished; its record is what the final JSON is assembled from."""
-    path = marker_path(partial_dir, video)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, record)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def publish_dir(staging: Path, final: Path) -> None:
-    """Move a finished temporary folder into place (a leftover of an interrupted run is replaced)."""
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)
-
-
-def link_or_copy(source: Path, target: Path) -> None:
-    """Hard-link ``source`` to ``target``, or copy it where links are impossible (other file system)."""
-    if target.exists():
-        target.unlink()
-    try:
-        os.link(source, target)
-    except OSError:
-        shutil.copyfile(source, target)
-
-
-def run_tasks(function: Callable[[Any], Any], tasks: list[Any], workers: int, what: str) -> Iterator[Any]:
-    """``function(task)`` for every task, in order, in ``workers`` processes (1: in this process)."""
-    total = len(tasks)
-    step = max(1, total // 20)
-    if workers <= 1:
-        results: Iterable[Any] = map(function, tasks)
-        pool = None
-    else:
-        pool = ProcessPoolExecutor(max_workers=workers)
-        results = pool.map(function, tasks)
-    try:
-        for done, result in enumerate(results, start=1):
-            if done % step == 0 or done == total:
-                logger.info("%s: %d/%d videos converted", what, done, total)
-            yield result
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)

@@ -1,0 +1,181 @@
+"""Segment a video for one or more sentences with Locater (official checkpoints or ours).
+
+  python tools/demo.py --checkpoint CKPT --video FILE_OR_FRAME_DIR --text "a man in red" [--text "..."] --out DIR
+
+Reads any video OpenCV decodes (mp4, avi, ...) or a folder of frames (natural name order), of any size, in one
+streaming pass for all sentences (constant memory). Writes into --out:
+
+  overlay.mp4                       the video with one colour per sentence and a legend
+  masks/sentence_<k>/<frame>.png    binary masks (0/255) at the original resolution; k = 0-based sentence index,
+                                    frame = 1-based frame number, 5 digits (00001.png)
+  summary.json                      sentences, colours, frame count and size, frame rate, timings
+
+and prints the frames/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from locater.checkpoint import CheckpointError
+from locater.config import ConfigError
+from locater.data.frames import write_png
+from locater.inference import VideoSegmenter
+from locater.video_io import (
+    OverlayVideoWriter,
+    VideoError,
+    draw_legend,
+    mask_colors,
+    open_frames,
+    overlay_masks,
+)
+
+DEFAULT_FPS = 25.0
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, max_help_position=32),
+        allow_abbrev=False,
+    )
+    parser.add_argument("--checkpoint", type=Path, required=True, help="official checkpoint or ours")
+    parser.add_argument("--video", type=Path, required=True, help="video file or folder of frames")
+    parser.add_argument(
+        "--text", action="append", required=True, help="a sentence; repeat for several (one pass for all)"
+    )
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument(
+        "--max-frames", type=int, default=None, help="segment only the first N frames (default: all)"
+    )
+    parser.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help=f"frame rate of overlay.mp4 (default: the video's; {DEFAULT_FPS:g} for a frame folder)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
+    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPUs)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)"
+    )
+    parser.add_argument("--alpha", type=float, default=0.5, help="opacity of the mask colours (default: 0.5)")
+    parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
+    parser.add_argument("--no-masks", action="store_true", help="do not write the PNG masks")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "overrides", nargs="*", help="config overrides key=value (e.g. model.global_memory.num_frames=5)"
+    )
+    args = parser.parse_intermixed_args(argv)
+    if args.max_frames is not None and args.max_frames <= 0:
+        parser.error("--max-frames must be positive")
+    if args.fps is not None and args.fps <= 0:
+        parser.error("--fps must be positive")
+    if not 0.0 <= args.alpha <= 1.0:
+        parser.error("--alpha must lie in [0, 1]")
+    return args
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Segment the video and write the outputs; returns the summary written to summary.json."""
+    reader = open_frames(args.video)
+    num_frames = reader.num_frames if args.max_frames is None else min(reader.num_frames, args.max_frames)
+    fps = args.fps or reader.fps or DEFAULT_FPS
+    height, width = reader.frame_size
+    load_start = time.perf_counter()
+    segmenter = VideoSegmenter.from_checkpoint(
+        args.checkpoint, device=args.device, overrides=args.overrides, amp=args.amp, threshold=args.threshold
+    )
+    load_seconds = time.perf_counter() - load_start
+    sentences = list(args.text)
+    colors = mask_colors(len(sentences))
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise VideoError(f"--out {args.out}: cannot create the output folder ({error.strerror})") from error
+    mask_dirs = [args.out / "masks" / f"sentence_{k}" for k in range(len(sentences))]
+    overlay_path = args.out / "overlay.mp4"
+    writer = None if args.no_overlay else OverlayVideoWriter(overlay_path, fps, (height, width))
+    segment_seconds = write_seconds = 0.0
+    frames_done = 0
+    bar = tqdm(total=num_frames, unit="frame", disable=args.no_progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    finished = False
+    try:
+        results = segmenter.segment(reader, sentences, max_frames=args.max_frames)
+        while True:
+            tick = time.perf_counter()
+            result = next(results, None)
+            segment_seconds += time.perf_counter() - tick
+            if result is None:
+                break
+            tick = time.perf_counter()
+            masks = result.masks.numpy()
+            if writer is not None:
+                writer.write(
+                    draw_legend(overlay_masks(result.frame, masks, colors, args.alpha), sentences, colors)
+                )
+            if not args.no_masks:
+                for mask_dir, mask in zip(mask_dirs, masks):
+                    write_png(mask_dir / f"{result.index + 1:05d}.png", mask.astype("uint8") * 255)
+            write_seconds += time.perf_counter() - tick
+            frames_done += 1
+            bar.update(1)
+        finished = True
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+            if not finished:  # an unplayable, truncated overlay is worse than none
+                overlay_path.unlink(missing_ok=True)
+    total_seconds = time.perf_counter() - start
+    summary = {
+        "video": str(args.video),
+        "checkpoint": str(args.checkpoint),
+        "sentences": sentences,
+        "colors_rgb": [list(c) for c in colors],
+        "mask_dirs": [str(d.relative_to(args.out)) for d in mask_dirs] if not args.no_masks else [],
+        "overlay": None if writer is None else str(overlay_path.relative_to(args.out)),
+        "overlay_size": None if writer is None else list(writer.video_size),
+        "frames": frames_done,
+        "frame_size": [height, width],
+        "fps": fps,
+        "device": str(segmenter.device),
+        "load_seconds": round(load_seconds, 3),
+        "segment_seconds": round(segment_seconds, 3),
+        "write_seconds": round(write_seconds, 3),
+        "total_seconds": round(total_seconds, 3),
+        "frames_per_second": round(frames_done / max(total_seconds, 1e-9), 3),
+        "segment_frames_per_second": round(frames_done / max(segment_seconds, 1e-9), 3),
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        summary = run(args)
+    except (VideoError, CheckpointError, ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"{summary['frames']} frames ({summary['frame_size'][1]}x{summary['frame_size'][0]}) x "
+        f"{len(summary['sentences'])} sentences on {summary['device']}: {summary['frames_per_second']:.2f} frames/s "
+        f"end to end, {summary['segment_frames_per_second']:.2f} frames/s decoding + model "
+        f"({summary['total_seconds']:.1f} s, of which writing outputs {summary['write_seconds']:.1f} s)"
+    )
+    print(f"outputs: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

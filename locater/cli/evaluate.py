@@ -1,0 +1,258 @@
+"""Evaluate Locater (ours or official checkpoints) on A2D-S, A2D-S+, JHMDB-S or any layout-3.1 split.
+
+  python tools/evaluate.py --config configs/a2d/norm.yaml --checkpoint CKPT [key=value ...]
+  python tools/evaluate.py --dataset A2D --testing-type NORM --snapshot CKPT [--data-root DIR]
+  python tools/evaluate.py --config configs/ytvos.yaml --checkpoint CKPT      (Ref-YouTube-VOS valid: submission.zip)
+  torchrun --nproc_per_node=N tools/evaluate.py ...            (NCCL on GPUs, gloo on the CPU)
+
+Writes metrics.json, metrics.md, per_frame.csv and config.yaml (and masks/ with --save-masks) into the output
+directory, and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import difflib
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from locater.checkpoint import CheckpointError
+from locater.config import ConfigError, load_config, save_config
+from locater.data.layout import KINDED_DATASETS, TESTING_TYPES, LayoutError, LayoutSplit
+from locater.data.ytvos import YTVOSError, YTVOSSplit
+from locater.engine import distributed
+from locater.engine.cpu_memory import retain_freed_memory
+from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config, write_ytvos_submission
+from locater.engine.loading import load_model_for_inference
+from locater.engine.metrics import markdown_table, write_per_frame_csv
+
+DATASETS = ("A2D", "JHMDB", "SYN", "YTVOS")
+
+
+def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
+    upper = value.upper()
+    if upper in choices:
+        return upper
+    close = difflib.get_close_matches(upper, choices, n=1, cutoff=0.3)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
+    parser.add_argument("--config", type=Path, help="YAML config (e.g. configs/a2d/norm.yaml)")
+    parser.add_argument("--checkpoint", "--snapshot", dest="checkpoint", type=Path, help="ours or official")
+    parser.add_argument(
+        "--dataset",
+        help="official form: A2D or JHMDB (also SYN: the synthetic benchmark; YTVOS: valid-set submission)",
+    )
+    parser.add_argument("--testing-type", help="official form: NORM, MUL, SPAT, TEMP or ALL")
+    parser.add_argument(
+        "--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/ (YTVOS: the dataset folder)"
+    )
+    parser.add_argument("--output-dir", type=Path, help="default: a new folder under runs/eval/")
+    parser.add_argument(
+        "--save-masks", action="store_true", help="write masks/<video>/<expression>/<frame>.png"
+    )
+    parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: config's device)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. eval.max_videos=5)")
+    args = parser.parse_intermixed_args(argv)
+    if args.checkpoint is None:
+        parser.error("--checkpoint (or --snapshot) is required")
+    if args.config is None and args.dataset is None:
+        parser.error("give --config FILE, or the official form --dataset {A2D,JHMDB} --testing-type TYPE")
+    return args
+
+
+def build_config(args: argparse.Namespace):
+    overrides = list(args.overrides)
+    if args.dataset is not None:
+        dataset = _choice(args.dataset, DATASETS, "dataset")
+        overrides.append(f"eval.dataset={dataset}")
+        if args.testing_type is None and dataset in KINDED_DATASETS:
+            raise ConfigError(f"--dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
+    if args.testing_type is not None:  # also in the config form (same as eval.testing_type=...)
+        overrides.append(
+            f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
+        )
+    if args.data_root is not None:
+        overrides.append(f"eval.data_root={args.data_root}")
+    if args.save_masks:
+        overrides.append("eval.save_masks=true")
+    if args.device is not None:
+        overrides.append(f"device={args.device}")
+    cfg = load_config(args.config, overrides)
+    testing_type = cfg.eval.testing_type.upper()
+    if cfg.eval.dataset.upper() in KINDED_DATASETS and not cfg.eval.split_dir:
+        cfg.eval.testing_type = _choice(testing_type, (*TESTING_TYPES, "ALL"), "testing type")
+    return cfg
+
+
+def _new_output_dir(name: str) -> Path:
+    """A folder ``runs/eval/<name>-<time>`` that no other run uses, created here (``-2``, ``-3`` ... appended if
+    taken)."""
+    base = Path("runs/eval") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 1000):
+        candidate = base if attempt == 1 else base.with_name(f"{base.name}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise ConfigError(f"cannot find a free output folder next to {base}; pass --output-dir")
+
+
+def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path | None]:
+    """``--output-dir``, or a new folder from :func:`_new_output_dir` made by rank 0; every rank gets the same path.
+    Also returns the folder when this process created it (to remove again if the run fails before writing)."""
+    created = _new_output_dir(name) if args.output_dir is None and info.is_main else None
+    return Path(distributed.broadcast_object(str(args.output_dir or created))), created
+
+
+def _remove_if_empty(folder: Path | None) -> None:
+    if folder is not None:
+        with contextlib.suppress(OSError):  # rmdir removes only an empty folder
+            folder.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        cfg = build_config(args)
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    info = distributed.init_distributed(cfg.device)
+    retain_freed_memory()  # batched CPU evaluation spent a fifth to a quarter of its time faulting in pages
+    try:
+        # the official form has no model config: the checkpoint's own (ours) or the released defaults (official)
+        model, cfg = load_model_for_inference(
+            args.checkpoint, cfg, info.device, model_from_checkpoint=args.config is None
+        )
+    except (CheckpointError, ValueError) as error:  # ValueError: an inconsistent model section
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if cfg.eval.dataset.upper() == "YTVOS":
+        return _ytvos_submission(args, cfg, model, info)
+    splits = (
+        list(TESTING_TYPES)
+        if cfg.eval.dataset.upper() in KINDED_DATASETS
+        and cfg.eval.testing_type == "ALL"
+        and not cfg.eval.split_dir
+        else [cfg.eval.testing_type]
+    )
+    results, summary = {}, {}
+    created = None  # the default output folder, once this run has made it
+    try:
+        split_dirs = {t: split_dir_from_config(cfg, t) for t in splits}  # every folder found before the first
+        name = (
+            Path(cfg.eval.split_dir).resolve().name.lower()
+            if cfg.eval.split_dir
+            else f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
+        )
+        output_dir, created = _output_dir(args, info, name)
+        for testing_type in splits:
+            split = LayoutSplit.open(split_dirs[testing_type])
+            split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
+            result = evaluate_layout_split(
+                model,
+                split,
+                info.device,
+                truncate=cfg.eval.truncate,
+                amp=cfg.eval.amp,
+                coco=cfg.eval.coco_ap,
+                save_masks_dir=split_out / "masks" if cfg.eval.save_masks else None,
+                progress=not args.no_progress,
+                max_videos=cfg.eval.max_videos or None,
+                prefetch=cfg.eval.prefetch,
+                videos_per_batch=cfg.eval.videos_per_batch,
+            )
+            name = f"{cfg.eval.dataset}-{testing_type}" if not cfg.eval.split_dir else str(split.root)
+            results[name] = result.metrics
+            if info.is_main:
+                split_out.mkdir(parents=True, exist_ok=True)
+                payload = dict(result.metrics)
+                payload.update(
+                    checkpoint=str(args.checkpoint),
+                    dataset=None if cfg.eval.split_dir else cfg.eval.dataset,  # split_dir: any split
+                    split=testing_type if not cfg.eval.split_dir else str(split.root),
+                    frames_processed=result.frames_processed,
+                    vision_encoder_passes=result.vision_passes,
+                    seconds=round(result.seconds, 2),
+                    world_size=info.world_size,
+                )
+                (split_out / "metrics.json").write_text(json.dumps(payload, indent=2))
+                (split_out / "metrics.md").write_text(markdown_table({name: result.metrics}))
+                write_per_frame_csv(result.records, split_out / "per_frame.csv")
+                summary[name] = payload
+    except (LayoutError, ValueError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        _remove_if_empty(created)
+        distributed.cleanup()
+        return 2
+    if info.is_main:
+        save_config(cfg, output_dir / "config.yaml")
+        table = markdown_table(results)
+        if len(splits) > 1:
+            (output_dir / "metrics.md").write_text(table)
+            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        print(table)
+        print(f"outputs: {output_dir}")
+    distributed.cleanup()
+    return 0
+
+
+def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
+    """Ref-YouTube-VOS valid: masks of every listed frame into <output_dir>/submission.zip (no metrics: the
+    valid masks are not public; upload the zip to the challenge server)."""
+    created = None
+    try:
+        split = YTVOSSplit.open(cfg.eval.data_root, "valid")
+        output_dir, created = _output_dir(args, info, "ytvos-valid")
+        result = write_ytvos_submission(
+            model,
+            split,
+            info.device,
+            output_dir / "submission.zip",
+            amp=cfg.eval.amp,
+            progress=not args.no_progress,
+            max_videos=cfg.eval.max_videos or None,
+            prefetch=cfg.eval.prefetch,
+        )
+    except (YTVOSError, LayoutError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        _remove_if_empty(created)
+        distributed.cleanup()
+        return 2
+    if info.is_main:
+        save_config(cfg, output_dir / "config.yaml")
+        summary = {
+            "checkpoint": str(args.checkpoint),
+            "dataset": "YTVOS",
+            "split": "valid",
+            "submission": str(result.zip_path),
+            "num_samples": result.num_samples,
+            "num_masks": result.num_masks,
+            "frames_processed": result.frames_processed,
+            "vision_encoder_passes": result.vision_passes,
+            "seconds": round(result.seconds, 2),
+            "world_size": info.world_size,
+        }
+        (output_dir / "submission.json").write_text(json.dumps(summary, indent=2))
+        print(f"wrote {result.zip_path}: {result.num_masks} masks of {result.num_samples} expressions")
+        print(f"outputs: {output_dir}")
+    distributed.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
