@@ -6,13 +6,22 @@ import yaml
 import locater
 from locater.config import ConfigError, load_config, save_config
 
-CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p.name != "grid.yaml")
+RECIPES = sorted(Path("configs").rglob("recipes/*.yaml"))
+CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p not in RECIPES)
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p) for p in CONFIGS])
 def test_every_shipped_config_loads(path):
     cfg = load_config(path)
     assert cfg.model.image_size > 0 and cfg.eval.dataset
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[str(p) for p in RECIPES])
+def test_every_shipped_recipe_resolves(path):
+    from locater.recipes import load_recipe, plan
+
+    steps = plan(load_recipe(path))
+    assert steps and all(step.config["model"]["image_size"] > 0 for step in steps)
 
 
 def test_inheritance_and_overrides(tmp_path):
@@ -53,12 +62,18 @@ def test_unknown_key_wrong_type_and_bad_override_are_clear_errors(tmp_path):
         load_config(loop)
 
 
-def test_ablation_override_files_edit_only_their_keys():
-    full = load_config("configs/synthetic/train.yaml")
-    ablation = load_config("configs/synthetic/ablations/no_local_memory.yaml")
-    assert ablation.model.local_memory.size == 0 and full.model.local_memory.size > 0
-    assert locater.build_model(ablation).local_memory is None
-    assert ablation.train == full.train and ablation.model.global_memory == full.model.global_memory
+def test_an_ablation_variant_edits_only_its_keys():
+    from locater.recipes import config_differences, load_recipe, plan
+
+    recipe = load_recipe("configs/synthetic/recipes/ablations.yaml")
+    full, ablation = plan(recipe, variants=["full", "no_local_memory"])[0::2]
+    assert ablation.kind == full.kind == "train"
+    differences = config_differences(full.config, ablation.config)
+    assert differences == [
+        "output_dir: 'runs/ablations/full/train' -> 'runs/ablations/no_local_memory/train'",
+        "model.local_memory.size: 2.0 -> 0.0",
+    ]
+    assert locater.build_model(load_config(ablation.config)).local_memory is None
 
 
 def test_exponent_without_a_dot_is_a_number_where_a_number_is_expected():

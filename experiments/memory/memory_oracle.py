@@ -120,7 +120,7 @@ def first_frames_table(results: dict[str, dict[tuple[str, str], float]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=99)
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
     parser.add_argument("overrides", nargs="*", metavar="key=value")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     cfg = locater.load_config(args.config, args.overrides)
     model = locater.build_model(cfg).eval()
     locater.load_checkpoint(model, args.checkpoint)

@@ -126,14 +126,14 @@ def report(title: str, results: dict[str, dict[tuple[str, str], dict[str, float]
         out.write_text(text)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--split", required=True, type=Path, help="the synthetic TEMP split folder")
     parser.add_argument("--runs", nargs="+", required=True, metavar="VARIANT=DIR")
     parser.add_argument("--out", type=Path, help="also write the table to this markdown file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     groups = frame_groups(read_scenes(args.split))
     results = {}
     for run in args.runs:

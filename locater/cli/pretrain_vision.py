@@ -1,7 +1,8 @@
 """Pre-train the small synthetic model's vision encoder on patch labels (shape and colour of the object under
 each patch), its stand-in for the ImageNet ViT that the released model starts from. Single process, CPU is fine.
 
-  python tools/pretrain_vision.py --config configs/synthetic/model.yaml --out runs/vision/vit.pth --minutes 1.5
+  python tools/pretrain_vision.py --config configs/synthetic/model.yaml --out runs/vision/vit.pth
+  python tools/pretrain_vision.py --config configs/synthetic/model.yaml --out runs/vision/vit.pth pretrain_vision.max_steps=500
   python tools/train.py --config configs/synthetic/train.yaml pretrained.vit=runs/vision/vit.pth ...
 """
 
@@ -23,29 +24,40 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--config", type=Path, default=Path("configs/synthetic/model.yaml"))
     parser.add_argument("--out", type=Path, required=True, help="ViT state dict to write (.pth)")
-    parser.add_argument("--minutes", type=float, default=1.5, help="time budget (0: none)")
-    parser.add_argument("--max-steps", type=int, default=0, help="step budget (0: none)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    # each flag, when given, wins over its key of the config's pretrain_vision section
+    parser.add_argument(
+        "--minutes", type=float, default=None, help="time guard (0: none; pretrain_vision.max_minutes)"
+    )
+    parser.add_argument(
+        "--max-steps", type=int, default=None, help="step count (0: none; pretrain_vision.max_steps)"
+    )
+    parser.add_argument("--batch-size", type=int, default=None, help="(pretrain_vision.batch_size)")
+    parser.add_argument("--lr", type=float, default=None, help="(pretrain_vision.lr)")
+    parser.add_argument("--seed", type=int, default=None, help="(pretrain_vision.seed)")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.batch_size < 1:
-        parser.error("--batch-size must be >= 1")
     try:
         cfg = load_config(args.config, args.overrides)
+        section = cfg.pretrain_vision
+        pick = lambda flag, key: section[key] if flag is None else flag  # noqa: E731
+        batch_size = pick(args.batch_size, "batch_size")
+        if batch_size < 1:
+            raise ConfigError(f"the batch size must be >= 1, got {batch_size}")
         summary = pretrain_vision_encoder(
             cfg,
             args.out,
-            minutes=args.minutes,
-            max_steps=args.max_steps,
-            batch_size=args.batch_size,
-            lr=args.lr,
-            seed=args.seed,
+            minutes=pick(args.minutes, "max_minutes"),
+            max_steps=pick(args.max_steps, "max_steps"),
+            batch_size=batch_size,
+            lr=pick(args.lr, "lr"),
+            seed=pick(args.seed, "seed"),
             progress=not args.no_progress,
         )
+    except FloatingPointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
