@@ -1,6 +1,6 @@
 """Locater: local-global context aware Transformer for language-guided video segmentation.
 
-Public API (DESIGN §2)::
+Public API (docs/architecture.md)::
 
     import locater
     model = locater.build_model(cfg)                  # YAML path, dict or Config
@@ -11,9 +11,9 @@ Public API (DESIGN §2)::
     ids = locater.tokenize(["the man in red", ...])
 """
 
-from locater.checkpoint import CheckpointError, export_official, from_official, load_checkpoint
+from locater.checkpoint import CheckpointError, export_official, load_checkpoint
 from locater.config import Config, ConfigError, load_config, save_config
-from locater.model import Locater, LocaterState, StepOutput, build_model
+from locater.model import Locater, LocaterState, StepOutput, build_model, from_official
 from locater.tokenizer import tokenize
 
 __version__ = "0.1.0"

@@ -1,6 +1,8 @@
-"""Checkpoints: the official Locater naming <-> ours, loading with clear errors, export.
+"""Checkpoint files: reading them (:func:`read_checkpoint`, the one reader), the official Locater naming <-> ours,
+weights into a built model with clear errors, export to the official format.
 
-:data:`OFFICIAL_TO_OURS` is the only place that knows both namings.
+:data:`OFFICIAL_TO_OURS` is the only place that knows both namings. Building a model for a checkpoint (its
+architecture from a config, the stored config or the tensors) is :mod:`locater.model.loading`'s job.
 """
 
 from __future__ import annotations
@@ -12,10 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from locater.config import load_config
-from locater.model.build import build_model_from_section
-from locater.model.locater import Locater
+from locater.files import load_torch, save_torch_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +141,27 @@ def ours_to_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {ours_to_official_key(key): value for key, value in state.items()}
 
 
+def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
+    """The contents of a checkpoint file: ours (training or exported) or official, on the CPU.
+
+    The one reader of checkpoint files (model loading, ``pretrained.checkpoint``, resuming a training run).
+
+    Raises:
+        CheckpointError: the file is missing, cannot be unpickled (corrupt, truncated) or holds no mapping; the
+            message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        raw = load_torch(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # corrupt or truncated file: say which
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(raw, Mapping):
+        raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
+    return raw
+
+
 def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint file or mapping, in OUR naming.
 
@@ -150,18 +172,8 @@ def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.T
         raw = dict(source)
         name = "<state dict>"
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
-        try:
-            raw = torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:  # corrupt or truncated file: say which
-            raise CheckpointError(
-                f"{path}: cannot read checkpoint ({type(error).__name__}: {error})"
-            ) from error
-        name = str(path)
-        if not isinstance(raw, Mapping):
-            raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
+        raw = dict(read_checkpoint(source))
+        name = str(source)
     if "model" in raw and isinstance(raw["model"], Mapping):
         raw = dict(raw["model"])
     elif "state_dict" in raw and isinstance(raw["state_dict"], Mapping):
@@ -191,7 +203,9 @@ def _describe_mismatch(model_state: Mapping, state: Mapping, limit: int = 25) ->
     return "\n".join(lines)
 
 
-def load_checkpoint(model: Locater, source: str | Path | Mapping[str, Any], strict: bool = True) -> Locater:
+def load_checkpoint(
+    model: nn.Module, source: str | Path | Mapping[str, Any], strict: bool = True
+) -> nn.Module:
     """Load ours or an official checkpoint into ``model``.
 
     Raises :class:`CheckpointError` listing every missing, unexpected and mis-shaped key; nothing is skipped
@@ -279,48 +293,6 @@ def infer_model_config(state: Mapping[str, torch.Tensor]) -> dict:
     return section
 
 
-def from_official(
-    checkpoint: str | Path | Mapping[str, torch.Tensor],
-    global_mem_size: float | None = None,
-    local_mem_size: float | None = None,
-    N1: int | None = None,  # noqa: N803 (the official argument name)
-    mask_history: bool | None = None,
-    **model_overrides: Any,
-) -> Locater:
-    """Build Locater from an official checkpoint, inferring image size, patch size, K and every depth.
-
-    Args:
-        checkpoint: path or state dict in the official format (our format is accepted too).
-        global_mem_size, local_mem_size: memory sizes in frames (official defaults 1.5 and 2); they are not
-            stored in the weights.
-        N1: number of frames that build the global memory (official default 3).
-        mask_history: write the predicted mask into the local memory (default true).
-        model_overrides: other ``model`` config entries (nested dicts allowed), e.g. ``memory_heads=8``.
-
-    Returns:
-        The model in eval mode with the weights loaded.
-    """
-    state = read_state_dict(checkpoint)
-    section = infer_model_config(state)
-    if global_mem_size is not None:
-        section.setdefault("global_memory", {})["size"] = float(global_mem_size)
-    if local_mem_size is not None:
-        section.setdefault("local_memory", {})["size"] = float(local_mem_size)
-    if N1 is not None:
-        section.setdefault("global_memory", {})["num_frames"] = int(N1)
-    if mask_history is not None:
-        section.setdefault("local_memory", {})["mask_history"] = bool(mask_history)
-    for key, value in model_overrides.items():
-        if isinstance(value, Mapping) and isinstance(section.get(key), dict):
-            section[key].update(value)
-        else:
-            section[key] = value
-    config = load_config({"model": section})
-    model = build_model_from_section(config.model)
-    load_checkpoint(model, state)
-    return model.eval()
-
-
 # model switches of ours that the official code does not have, with their released values (locater/defaults/model.yaml)
 RELEASED_SWITCHES = {
     "vision.stem_channels": 0,
@@ -357,7 +329,7 @@ def unreleased_switches(model_config: Mapping) -> dict[str, tuple[Any, Any]]:
     return found
 
 
-def export_official(model: Locater, path: str | Path) -> Path:
+def export_official(model: nn.Module, path: str | Path) -> Path:
     """Write ``model``'s weights in the official naming (loadable by the official ``VLFTrans``).
 
     Raises:
@@ -373,10 +345,5 @@ def export_official(model: Locater, path: str | Path) -> Path:
                 f"model.{key}={value!r} (released: {released!r})" for key, (value, released) in found.items()
             )
             raise CheckpointError(f"cannot export to the official format: the model uses {listed}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     state = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()})
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path)
-    return path
+    return save_torch_atomic(state, path)

@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from locater.files import write_text_atomic
+
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 BASE_KEY = "_base_"
 
@@ -136,6 +138,41 @@ def load_defaults() -> Config:
     return Config.wrap(merged)
 
 
+# The allowed values of every enumerated key: the one place they are checked (at load time, for files, mappings
+# and overrides alike). Keys in UPPER_CASE_KEYS accept any case and are stored in upper case.
+TESTING_TYPES = ("NORM", "MUL", "SPAT", "TEMP")
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.vision.pos_embed_init": ("random", "sincos"),
+    "model.global_memory.write": ("gated", "window"),
+    "model.local_memory.write": ("gated", "window"),
+    "model.local_memory.mask_encoding": ("conv", "patch"),
+    "model.decoder_activation": ("none", "relu"),
+    "train.data.source": ("synthetic", "layout", "ytvos"),
+    "train.schedule.kind": ("cosine", "step", "constant"),
+    "train.amp": ("none", "bf16", "fp16"),
+    "validation.mode": ("max", "min"),
+    "eval.dataset": ("A2D", "JHMDB", "SYN", "YTVOS"),
+    "eval.testing_type": (*TESTING_TYPES, "ALL"),
+}
+UPPER_CASE_KEYS = frozenset({"eval.dataset", "eval.testing_type"})
+
+
+def _alternatives(choices: tuple[str, ...]) -> str:
+    """``("a", "b", "c")`` -> ``"a, b or c"``."""
+    return " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1 else list(choices))
+
+
+def _check_choice(key: str, value: str, source: str) -> str:
+    """``value`` if :data:`CHOICES` allows it for ``key`` (upper-cased for :data:`UPPER_CASE_KEYS`)."""
+    choices = CHOICES[key]
+    normalised = value.upper() if key in UPPER_CASE_KEYS else value
+    if normalised in choices:
+        return normalised
+    close = difflib.get_close_matches(normalised, choices, n=1, cutoff=0.3)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ConfigError(f"{source}: {key} must be {_alternatives(choices)}, got {value!r}{hint}")
+
+
 _FLOAT_LITERAL = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
@@ -165,7 +202,7 @@ def _check_value(key: str, default: Any, value: Any, source: str) -> Any:
     if isinstance(default, str):
         if not isinstance(value, str):
             raise ConfigError(f"{source}: {key} must be a string, got {value!r} ({_type_name(value)})")
-        return value
+        return _check_choice(key, value, source) if key in CHOICES else value
     if isinstance(default, list):
         if not isinstance(value, list):
             raise ConfigError(f"{source}: {key} must be a list, got {value!r} ({_type_name(value)})")
@@ -261,8 +298,4 @@ def save_config(cfg: Mapping, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     plain = cfg.to_dict() if isinstance(cfg, Config) else Config.wrap(cfg).to_dict()
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w") as handle:
-        yaml.safe_dump(plain, handle, sort_keys=False)
-    tmp.replace(path)
-    return path
+    return write_text_atomic(path, yaml.safe_dump(plain, sort_keys=False))

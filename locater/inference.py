@@ -1,7 +1,7 @@
 """Segment raw videos with Locater: :class:`VideoSegmenter` streams any video with constant memory.
 
 A video file or a folder of frames is opened with random access: the ``N1`` global-memory frames (the centres of
-``N1`` equal segments, DESIGN §1) are read first, then every frame is decoded, segmented for all sentences at
+``N1`` equal segments, see docs/architecture.md) are read first, then every frame is decoded, segmented for all sentences at
 once (one vision pass per frame, shared by the sentences) and handed out with masks at its original size.
 Only the model state (word features, a fixed-size global and local memory) and a few prefetched frames are held.
 
@@ -18,18 +18,16 @@ import contextlib
 import itertools
 import logging
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from locater.checkpoint import CheckpointError, from_official, load_checkpoint
-from locater.config import ConfigError, load_config, parse_overrides
 from locater.data.indices import global_frame_numbers
 from locater.engine.amp import autocast_for
-from locater.model.build import build_model_from_section
+from locater.model.loading import load_model, resolve_device
 from locater.model.locater import Locater
 from locater.prefetch import Prefetcher
 from locater.preprocess import logits_to_probabilities, preprocess_frames
@@ -57,91 +55,24 @@ class SegmentedFrame(NamedTuple):
     probabilities: torch.Tensor
 
 
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else the CPU; any other name as ``torch.device``."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise ValueError(f"unknown device {name!r}: expected auto, cpu, cuda or cuda:N") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return device
-
-
-def global_frame_indices(num_frames: int, num_global: int) -> list[int]:
+def global_frame_indices(num_frames: int, num_global_frames: int) -> list[int]:
     """0-based indices of the global-memory frames of a video of ``num_frames`` frames.
 
-    The official rule (:func:`locater.data.indices.global_frame_numbers`); a video shorter than ``num_global``
-    frames repeats frames (``i * num_frames // num_global``), with a warning.
+    The official rule (:func:`locater.data.indices.global_frame_numbers`); a video shorter than ``num_global_frames``
+    frames repeats frames (``i * num_frames // num_global_frames``), with a warning.
     """
-    if num_global <= 0:
+    if num_global_frames <= 0:
         return []
     if num_frames <= 0:
         raise ValueError(f"a video needs at least one frame, got {num_frames}")
-    if num_frames < num_global:
+    if num_frames < num_global_frames:
         logger.warning(
             "%d frames to segment, fewer than the %d global-memory frames: repeating frames",
             num_frames,
-            num_global,
+            num_global_frames,
         )
-        return [i * num_frames // num_global for i in range(num_global)]
-    return [number - 1 for number in global_frame_numbers(num_frames, num_global)]
-
-
-def _read_checkpoint(path: Path) -> Mapping:
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        raw = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # corrupt or truncated file: say which
-        raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
-    if not isinstance(raw, Mapping):
-        raise CheckpointError(f"{path}: expected a dict, got {type(raw).__name__}")
-    return raw
-
-
-def load_model(
-    checkpoint: str | Path, device: str | torch.device = "cpu", overrides: Sequence[str] = ()
-) -> Locater:
-    """The model of a checkpoint, ready for inference.
-
-    * Our training checkpoints (``{"model": weights, "config": resolved config}``): built from the stored
-      ``model`` section.
-    * Official checkpoints (with or without ``module.``) and plain state dicts: architecture inferred from the
-      tensors (:func:`locater.from_official`); what the tensors cannot tell (head counts, memory sizes, ``N1``)
-      takes the released values unless overridden.
-
-    Args:
-        checkpoint: the checkpoint file.
-        device: where the model goes.
-        overrides: dotted ``model.*=value`` entries applied on top (e.g. ``model.global_memory.num_frames=5``,
-            ``model.local_memory.size=0``); weights that do not fit the result raise ``CheckpointError``.
-
-    Returns:
-        The model in eval mode on ``device``; ``model.model_config`` holds its resolved ``model`` section.
-    """
-    path = Path(checkpoint)
-    load_config(None, list(overrides))  # unknown keys and wrong types fail here, before the file is read
-    tree = parse_overrides(overrides)
-    if set(tree) - {"model"}:
-        raise ConfigError(f"only model.* overrides apply at inference, got {sorted(set(tree) - {'model'})}")
-    raw = _read_checkpoint(path)
-    stored = raw.get("config")
-    try:
-        if isinstance(stored, Mapping) and isinstance(stored.get("model"), Mapping):
-            config = load_config({"model": dict(stored["model"])}, list(overrides))
-            model = build_model_from_section(config.model)
-            load_checkpoint(model, raw, strict=False)
-        else:
-            model = from_official(raw, **tree.get("model", {}))
-    except CheckpointError as error:
-        raise CheckpointError(str(error).replace("<state dict>", str(path))) from error
-    logger.info("loaded %s", path)
-    return model.to(resolve_device(device)).eval()
+        return [i * num_frames // num_global_frames for i in range(num_global_frames)]
+    return [number - 1 for number in global_frame_numbers(num_frames, num_global_frames)]
 
 
 def _check_frame(frame: object, index: int) -> np.ndarray:
@@ -205,27 +136,27 @@ class _FrameSource:
             return self._reader.read(index)
         return _check_frame(self._sequence[index], index)
 
-    def global_frames(self, num_global: int) -> list[np.ndarray]:
-        """The ``num_global`` global-memory frames (``H x W x 3`` uint8 RGB), read before streaming."""
-        if num_global <= 0:
+    def global_frames(self, num_global_frames: int) -> list[np.ndarray]:
+        """The ``num_global_frames`` global-memory frames (``H x W x 3`` uint8 RGB), read before streaming."""
+        if num_global_frames <= 0:
             return []
         if self._iterator is None:
-            return [self._read(i) for i in global_frame_indices(self.num_frames, num_global)]
+            return [self._read(i) for i in global_frame_indices(self.num_frames, num_global_frames)]
         if self.num_frames is None:
             logger.warning(
                 "frames come from an iterator of unknown length: the global memory is built from its first %d "
                 "frames (pass num_frames for the official choice)",
-                num_global,
+                num_global_frames,
             )
-            limit = num_global if self.max_frames is None else min(num_global, self.max_frames)
+            limit = num_global_frames if self.max_frames is None else min(num_global_frames, self.max_frames)
             self._head = [_check_frame(f, i) for i, f in enumerate(itertools.islice(self._iterator, limit))]
             if not self._head:
                 raise ValueError("the frame iterator yields no frame")
-            return [self._head[i] for i in global_frame_indices(len(self._head), num_global)]
-        return self._spool_until_global(num_global)
+            return [self._head[i] for i in global_frame_indices(len(self._head), num_global_frames)]
+        return self._spool_until_global(num_global_frames)
 
-    def _spool_until_global(self, num_global: int) -> list[np.ndarray]:
-        indices = global_frame_indices(self.num_frames, num_global)
+    def _spool_until_global(self, num_global_frames: int) -> list[np.ndarray]:
+        indices = global_frame_indices(self.num_frames, num_global_frames)
         self._spool = tempfile.TemporaryDirectory(prefix="locater_frames_")
         kept: dict[int, np.ndarray] = {}
         for index in range(max(indices) + 1):
@@ -316,7 +247,7 @@ class VideoSegmenter:
         overrides: Sequence[str] = (),
         **kwargs: object,
     ) -> VideoSegmenter:
-        """A segmenter for an official checkpoint or one of ours (see :func:`load_model`)."""
+        """A segmenter for an official checkpoint or one of ours (see :func:`locater.model.loading.load_model`)."""
         device = resolve_device(device)
         return cls(load_model(checkpoint, device, overrides), device=device, **kwargs)
 
@@ -355,8 +286,8 @@ class VideoSegmenter:
         frames = _FrameSource(source, num_frames, max_frames)
         prefetcher = None
         try:
-            num_global = self.model.num_global_frames if self.model.global_memory is not None else 0
-            chosen = frames.global_frames(num_global)
+            num_global_frames = self.model.num_global_frames if self.model.global_memory is not None else 0
+            chosen = frames.global_frames(num_global_frames)
             if chosen:
                 global_frames = torch.stack([preprocess_frames(f, size) for f in chosen])[None]
             else:

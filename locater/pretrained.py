@@ -10,12 +10,16 @@ from __future__ import annotations
 import logging
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from timm.models.vision_transformer import VisionTransformer, _load_weights, checkpoint_filter_fn
 
-from locater.model.locater import Locater
+from locater.files import load_torch
+
+if TYPE_CHECKING:  # annotations only: locater.model.loading imports this module
+    from locater.model.locater import Locater
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +46,7 @@ def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_torch(path, map_location="cpu", weights_only=True)
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]

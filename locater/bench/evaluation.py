@@ -30,7 +30,7 @@ from locater.data.layout import LayoutSplit
 from locater.engine.cpu_memory import retain_freed_memory
 from locater.engine.evaluator import evaluate_layout_split
 from locater.engine.metrics import SegmentationMetrics, score_frame
-from locater.model.build import build_model
+from locater.model.loading import build_model
 from locater.model.locater import Locater
 from locater.preprocess import preprocess_frames
 from locater.tokenizer import tokenize

@@ -54,10 +54,10 @@ def streaming_logits(
     target = torch.device(device)
     cfg = locater.load_config(config)
     model = seeded_model(cfg, seed).to(target)
-    size, num_global = model.image_size[0], model.num_global_frames
+    size, num_global_frames = model.image_size[0], model.num_global_frames
     generator = torch.Generator().manual_seed(seed + 1)
     video = torch.randn(1, frames, 3, size, size, generator=generator)
-    global_frames = torch.randn(1, num_global, 3, size, size, generator=generator)
+    global_frames = torch.randn(1, num_global_frames, 3, size, size, generator=generator)
     ids = locater.tokenize(SENTENCES)
     autocast = autocast_for(target.type, amp)
     tf32 = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)

@@ -56,10 +56,10 @@ def training_step(
     model = locater.build_model(cfg).to(target).train()
     optimizer = build_optimizer(model, cfg.train.optimizer)
     weights = LossWeights.from_config(cfg.train.loss, len(model.fusion))
-    size, num_global = model.image_size[0], model.num_global_frames
+    size, num_global_frames = model.image_size[0], model.num_global_frames
     generator = torch.Generator().manual_seed(seed)
     clip = torch.randn(batch_size, clip_length, 3, size, size, generator=generator).to(target)
-    global_frames = torch.randn(batch_size, num_global, 3, size, size, generator=generator).to(target)
+    global_frames = torch.randn(batch_size, num_global_frames, 3, size, size, generator=generator).to(target)
     ids = locater.tokenize(["the small red circle moving right"] * batch_size).to(target)
     masks = (torch.rand(batch_size, clip_length, 1, size, size, generator=generator) > 0.7).float().to(target)
     valid = torch.ones(batch_size, clip_length, dtype=torch.bool, device=target)

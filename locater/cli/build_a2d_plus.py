@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from locater.data.releases.a2d_plus import build_a2d_plus
@@ -18,7 +19,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--a2d", default="datasets/A2D_SUBSET/NORM", help="the NORM split (layout 3.1)")
     parser.add_argument(
@@ -40,7 +41,8 @@ def main() -> None:
     for summary in summaries:
         print(summary.line())
     print(f"done in {time.perf_counter() - tic:.1f}s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import difflib
 import json
 import logging
 import sys
@@ -22,24 +21,13 @@ from pathlib import Path
 
 from locater.checkpoint import CheckpointError
 from locater.config import ConfigError, load_config, save_config
-from locater.data.layout import KINDED_DATASETS, TESTING_TYPES, LayoutError, LayoutSplit
+from locater.data.layout import KINDED_DATASETS, LayoutError
 from locater.data.ytvos import YTVOSError, YTVOSSplit
 from locater.engine import distributed
 from locater.engine.cpu_memory import retain_freed_memory
-from locater.engine.evaluator import evaluate_layout_split, split_dir_from_config, write_ytvos_submission
-from locater.engine.loading import load_model_for_inference
+from locater.engine.evaluator import evaluate_split, resolve_eval_splits, write_ytvos_submission
 from locater.engine.metrics import markdown_table, write_per_frame_csv
-
-DATASETS = ("A2D", "JHMDB", "SYN", "YTVOS")
-
-
-def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
-    upper = value.upper()
-    if upper in choices:
-        return upper
-    close = difflib.get_close_matches(upper, choices, n=1, cutoff=0.3)
-    hint = f" (did you mean {close[0]}?)" if close else ""
-    raise ConfigError(f"unknown {what} {value!r}{hint}; choose from {', '.join(choices)}")
+from locater.model.loading import load_model
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -72,16 +60,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def build_config(args: argparse.Namespace):
+    """The config of the run: ``--config`` (or the defaults) <- the official-form flags <- the overrides. Choices
+    (dataset, testing type in any case) are checked by :func:`locater.config.load_config`."""
     overrides = list(args.overrides)
     if args.dataset is not None:
-        dataset = _choice(args.dataset, DATASETS, "dataset")
-        overrides.append(f"eval.dataset={dataset}")
-        if args.testing_type is None and dataset in KINDED_DATASETS:
-            raise ConfigError(f"--dataset {dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
+        overrides.append(f"eval.dataset={json.dumps(args.dataset)}")  # quoted: always a string
     if args.testing_type is not None:  # also in the config form (same as eval.testing_type=...)
-        overrides.append(
-            f"eval.testing_type={_choice(args.testing_type, (*TESTING_TYPES, 'ALL'), 'testing type')}"
-        )
+        overrides.append(f"eval.testing_type={json.dumps(args.testing_type)}")
     if args.data_root is not None:
         overrides.append(f"eval.data_root={args.data_root}")
     if args.save_masks:
@@ -89,10 +74,14 @@ def build_config(args: argparse.Namespace):
     if args.device is not None:
         overrides.append(f"device={args.device}")
     cfg = load_config(args.config, overrides)
-    testing_type = cfg.eval.testing_type.upper()
-    if cfg.eval.dataset.upper() in KINDED_DATASETS and not cfg.eval.split_dir:
-        cfg.eval.testing_type = _choice(testing_type, (*TESTING_TYPES, "ALL"), "testing type")
+    if args.dataset is not None and args.testing_type is None and cfg.eval.dataset in KINDED_DATASETS:
+        raise ConfigError(f"--dataset {cfg.eval.dataset} needs --testing-type (NORM, MUL, SPAT, TEMP or ALL)")
     return cfg
+
+
+def _model_overrides(overrides: list[str]) -> list[str]:
+    """The ``model.*`` entries of the command-line overrides."""
+    return [item for item in overrides if item.split("=", 1)[0].strip().split(".")[0] == "model"]
 
 
 def _new_output_dir(name: str) -> Path:
@@ -134,49 +123,35 @@ def main(argv: list[str] | None = None) -> int:
     info = distributed.init_distributed(cfg.device)
     retain_freed_memory()  # batched CPU evaluation spent a fifth to a quarter of its time faulting in pages
     try:
-        # the official form has no model config: the checkpoint's own (ours) or the released defaults (official)
-        model, cfg = load_model_for_inference(
-            args.checkpoint, cfg, info.device, model_from_checkpoint=args.config is None
-        )
+        if args.config is None:
+            # the official form has no model config: the checkpoint's own (ours: stored, official: inferred from
+            # the tensors), with the model.* overrides; the run's config records it
+            model = load_model(args.checkpoint, info.device, _model_overrides(args.overrides))
+            cfg = load_config({**cfg.to_dict(), "model": model.model_config})
+        else:
+            model = load_model(args.checkpoint, info.device, cfg=cfg)
     except (CheckpointError, ValueError) as error:  # ValueError: an inconsistent model section
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if cfg.eval.dataset.upper() == "YTVOS":
+    if cfg.eval.dataset == "YTVOS":
         return _ytvos_submission(args, cfg, model, info)
-    splits = (
-        list(TESTING_TYPES)
-        if cfg.eval.dataset.upper() in KINDED_DATASETS
-        and cfg.eval.testing_type == "ALL"
-        and not cfg.eval.split_dir
-        else [cfg.eval.testing_type]
-    )
     results, summary = {}, {}
     created = None  # the default output folder, once this run has made it
     try:
-        split_dirs = {t: split_dir_from_config(cfg, t) for t in splits}  # every folder found before the first
+        splits = resolve_eval_splits(cfg)  # every folder found before the first evaluation
         name = (
             Path(cfg.eval.split_dir).resolve().name.lower()
             if cfg.eval.split_dir
             else f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
         )
         output_dir, created = _output_dir(args, info, name)
-        for testing_type in splits:
-            split = LayoutSplit.open(split_dirs[testing_type])
-            split_out = output_dir / testing_type.lower() if len(splits) > 1 else output_dir
-            result = evaluate_layout_split(
-                model,
-                split,
-                info.device,
-                truncate=cfg.eval.truncate,
-                amp=cfg.eval.amp,
-                coco=cfg.eval.coco_ap,
-                save_masks_dir=split_out / "masks" if cfg.eval.save_masks else None,
-                progress=not args.no_progress,
-                max_videos=cfg.eval.max_videos or None,
-                prefetch=cfg.eval.prefetch,
-                videos_per_batch=cfg.eval.videos_per_batch,
+        for split in splits:
+            split_out = output_dir / split.testing_type.lower() if len(splits) > 1 else output_dir
+            result = evaluate_split(
+                model, cfg, split, info.device, output_dir=split_out, progress=not args.no_progress
             )
-            name = f"{cfg.eval.dataset}-{testing_type}" if not cfg.eval.split_dir else str(split.root)
+            root = str(result.split_dir)
+            name = f"{cfg.eval.dataset}-{split.testing_type}" if not cfg.eval.split_dir else root
             results[name] = result.metrics
             if info.is_main:
                 split_out.mkdir(parents=True, exist_ok=True)
@@ -184,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 payload.update(
                     checkpoint=str(args.checkpoint),
                     dataset=None if cfg.eval.split_dir else cfg.eval.dataset,  # split_dir: any split
-                    split=testing_type if not cfg.eval.split_dir else str(split.root),
+                    split=split.testing_type if not cfg.eval.split_dir else root,
                     frames_processed=result.frames_processed,
                     vision_encoder_passes=result.vision_passes,
                     seconds=round(result.seconds, 2),

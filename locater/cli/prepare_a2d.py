@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from locater.data.releases.a2d import EXPECTED_SENTENCES, EXPECTED_VIDEOS, SPLITS, prepare_a2d
@@ -18,7 +19,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--root", required=True, help="A2D-Sentences folder (Release/ and text_annotations/)")
     parser.add_argument("--out", default="datasets", help="data root; writes <out>/A2D_SUBSET/{NORM,train}")
@@ -37,7 +38,8 @@ def main() -> None:
     for summary in summaries:
         print(summary.line())
     print(f"done in {time.perf_counter() - tic:.1f}s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 import time
 
 from locater.data.releases.jhmdb import FRAMES_PER_VIDEO, prepare_jhmdb, write_scored_list
@@ -20,7 +21,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument(
         "--root", required=True, help="JHMDB-Sentences folder (Rename_Images/, puppet_mask/, ...)"
@@ -53,7 +54,8 @@ def main() -> None:
         print(f"scored frames: {args.scored_frames}")
         print(summary.line())
     print(f"done in {time.perf_counter() - tic:.1f}s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

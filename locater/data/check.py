@@ -45,12 +45,12 @@ def find_splits(path: str | Path) -> list[Path]:
     return sorted({p.parent for p in path.rglob("*_expressions.json")})
 
 
-def check_split(split_dir: str | Path, num_global: int = 3, decode: bool = False) -> SplitReport:
+def check_split(split_dir: str | Path, num_global_frames: int = 3, decode: bool = False) -> SplitReport:
     """Check one split folder.
 
     Args:
         split_dir: a layout-3.1 split folder.
-        num_global: number of global frames whose files must exist (DESIGN §1 rule, from the count dict).
+        num_global_frames: number of global frames whose files must exist (the global-memory rule, from the count dict).
         decode: decode every frame (slow); by default PNG headers are read and only labelled frames decoded
             when they are not PNG.
     """
@@ -61,11 +61,13 @@ def check_split(split_dir: str | Path, num_global: int = 3, decode: bool = False
     report.num_expressions = len(split.samples)
     report.num_labelled_frames = sum(len(s.labels) for s in split.samples)
     for video, samples in grouped.items():
-        report.problems.extend(_check_video(split, video, samples, num_global, decode))
+        report.problems.extend(_check_video(split, video, samples, num_global_frames, decode))
     return report
 
 
-def _check_video(split: LayoutSplit, video: str, samples: list, num_global: int, decode: bool) -> list[str]:
+def _check_video(
+    split: LayoutSplit, video: str, samples: list, num_global_frames: int, decode: bool
+) -> list[str]:
     folder = split.frame_dir(video)
     if not folder.is_dir():
         return [f"{folder}: frame folder of video {video!r} missing"]
@@ -89,7 +91,7 @@ def _check_video(split: LayoutSplit, video: str, samples: list, num_global: int,
     needed = list(samples[0].frames)
     if count:
         try:
-            needed += split.global_frames(samples[0], num_global)
+            needed += split.global_frames(samples[0], num_global_frames)
         except ValueError as error:
             problems.append(f"{folder}: {error}")
     for frame in dict.fromkeys(needed):
@@ -121,7 +123,13 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("path", help="a split folder, or a data root to search for split folders")
-    parser.add_argument("--num-global", type=int, default=3, help="global frames per video that must exist")
+    parser.add_argument(
+        "--num-global",
+        dest="num_global_frames",
+        type=int,
+        default=3,
+        help="global frames per video that must exist",
+    )
     parser.add_argument(
         "--decode", action="store_true", help="decode every frame instead of reading PNG headers"
     )
@@ -137,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     total = 0
     for split_dir in splits:
         try:
-            report = check_split(split_dir, args.num_global, args.decode)
+            report = check_split(split_dir, args.num_global_frames, args.decode)
         except LayoutError as error:
             report = SplitReport(root=Path(split_dir), problems=[str(error)])
         print(

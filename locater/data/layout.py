@@ -1,4 +1,4 @@
-"""The Locater test layout (DESIGN §3.1): the one place that reads and writes it.
+"""The Locater test layout (docs/data.md): the one place that reads and writes it.
 
 A2D flavour (``A2D_SUBSET/<TYPE>/``, also spelled ``A2D_SUBSET/A2D_<TYPE>/``)::
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,14 +26,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from locater.config import TESTING_TYPES
 from locater.data.frames import DataError, encode_png, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
+from locater.files import load_torch, save_torch_atomic, write_bytes_atomic
 
 logger = logging.getLogger(__name__)
 
 FRAME_DIRS = {"a2d": "allPngs320H", "jhmdb": "images"}
 COUNT_FILES = ("vid_frame_dict.pth", "vid_frames_dict.pth")
-TESTING_TYPES = ("NORM", "MUL", "SPAT", "TEMP")
 DATASETS = ("A2D", "JHMDB", "SYN")
 KINDED_DATASETS = ("A2D", "SYN")  # split into the testing types NORM / MUL / SPAT / TEMP
 
@@ -205,15 +205,15 @@ class LayoutSplit:
         """``H x W`` bool mask (a torch-saved tensor of any dtype; leading singleton dims are dropped)."""
         return read_mask_file(self.mask_path(video, expression, frame))
 
-    def global_frames(self, sample: ExpressionSample, num_global: int) -> list[str]:
-        """Frame ids of the global memory at test time: centres of ``num_global`` segments (official rule)."""
-        return [frame_id(n) for n in global_frame_numbers(sample.num_frames, num_global)]
+    def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
+        """Frame ids of the global memory at test time: centres of ``num_global_frames`` segments (official rule)."""
+        return [frame_id(n) for n in global_frame_numbers(sample.num_frames, num_global_frames)]
 
     def random_global_frames(
-        self, sample: ExpressionSample, num_global: int, rng: np.random.Generator
+        self, sample: ExpressionSample, num_global_frames: int, rng: np.random.Generator
     ) -> list[str]:
-        """Training variant: one random frame inside each of the ``num_global`` segments."""
-        return [frame_id(n) for n in random_global_frame_numbers(sample.num_frames, num_global, rng)]
+        """Training variant: one random frame inside each of the ``num_global_frames`` segments."""
+        return [frame_id(n) for n in random_global_frame_numbers(sample.num_frames, num_global_frames, rng)]
 
     def videos(self) -> OrderedDict[str, list[ExpressionSample]]:
         """Samples grouped by video, in file order (the evaluator runs one video's expressions together)."""
@@ -228,7 +228,7 @@ def read_mask_file(path: Path) -> np.ndarray:
     if not path.is_file():
         raise LayoutError(f"mask file missing: {path}")
     try:
-        mask = torch.load(path, weights_only=False)
+        mask = load_torch(path, weights_only=False)
         mask = torch.as_tensor(mask)
     except Exception as error:
         raise LayoutError(f"{path}: cannot read mask ({error})") from error
@@ -261,7 +261,7 @@ def _read_counts(root: Path, problems: _Problems) -> tuple[Path | None, dict[str
         problems.add(f"{root}: both {COUNT_FILES[0]} and {COUNT_FILES[1]} exist; keep one")
     path = present[0]
     try:
-        raw = torch.load(path, weights_only=False)
+        raw = load_torch(path, weights_only=False)
     except Exception as error:
         problems.add(f"{path}: cannot read ({error})")
         return path, {}
@@ -428,7 +428,7 @@ class LayoutWriter:
     def close(self) -> None:
         """Write the expressions JSON and the frame-count dict, each atomically."""
         json_path = self.root / self.expressions_name
-        _atomic_write_bytes(json_path, json.dumps(self.videos, indent=1).encode())
+        write_bytes_atomic(json_path, json.dumps(self.videos, indent=1).encode())
         if self.flavour == "jhmdb":
             nested: dict = {}
             for video, n in self.counts.items():
@@ -437,12 +437,4 @@ class LayoutWriter:
             counts, name = nested, "vid_frames_dict.pth"
         else:
             counts, name = dict(self.counts), "vid_frame_dict.pth"
-        tmp = self.root / f".{name}.tmp"
-        torch.save(counts, tmp)
-        os.replace(tmp, self.root / name)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+        save_torch_atomic(counts, self.root / name)

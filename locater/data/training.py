@@ -36,10 +36,10 @@ class SampleSource(Protocol):
 
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray: ...
 
-    def global_frames(self, sample: ExpressionSample, num_global: int) -> list[str]: ...
+    def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]: ...
 
     def random_global_frames(
-        self, sample: ExpressionSample, num_global: int, rng: np.random.Generator
+        self, sample: ExpressionSample, num_global_frames: int, rng: np.random.Generator
     ) -> list[str]: ...
 
 
@@ -50,7 +50,7 @@ class ReferringClipDataset(Dataset):
         source: a reader with masks on the annotated frames.
         clip_length: ``T``, frames per clip.
         image_size: ``S``, model input size.
-        num_global: ``N1``, global frames per clip (0 for none).
+        num_global_frames: ``N1``, global-memory frames per clip (0 for none).
         augment: augmentations (``None``: none).
         train: random clip position and global frames (and augmentation); otherwise deterministic.
         seed: base seed of the per-item generators.
@@ -65,19 +65,19 @@ class ReferringClipDataset(Dataset):
         source: SampleSource,
         clip_length: int = 5,
         image_size: int = 320,
-        num_global: int = 3,
+        num_global_frames: int = 3,
         augment: AugmentConfig | None = None,
         train: bool = True,
         seed: int = 0,
     ) -> None:
-        if clip_length < 1 or image_size < 1 or num_global < 0:
+        if clip_length < 1 or image_size < 1 or num_global_frames < 0:
             raise ValueError(
-                f"need clip_length >= 1, image_size >= 1, num_global >= 0; got {clip_length}, {image_size}, {num_global}"
+                f"need clip_length >= 1, image_size >= 1, num_global_frames >= 0; got {clip_length}, {image_size}, {num_global_frames}"
             )
         self.source = source
         self.clip_length = clip_length
         self.image_size = image_size
-        self.num_global = num_global
+        self.num_global_frames = num_global_frames
         self.augment = augment
         self.train = train
         self.seed = seed
@@ -119,12 +119,12 @@ class ReferringClipDataset(Dataset):
         sample = self.source.samples[sample_index]
         rng = self.rng(index)
         positions, anchor_in_clip = self.clip_positions(anchor, len(sample.frames), rng)
-        if self.num_global == 0:
+        if self.num_global_frames == 0:
             global_ids: list[str] = []
         elif self.train:
-            global_ids = self.source.random_global_frames(sample, self.num_global, rng)
+            global_ids = self.source.random_global_frames(sample, self.num_global_frames, rng)
         else:
-            global_ids = self.source.global_frames(sample, self.num_global)
+            global_ids = self.source.global_frames(sample, self.num_global_frames)
         valid = self._valid(sample, positions)
         clip = self._load(sample, positions, valid, global_ids, anchor_in_clip)
         if self.train and self.augment is not None:

@@ -1,4 +1,4 @@
-"""Ref-YouTube-VOS (DESIGN §3.2): reader for train/valid and the valid-set submission writer.
+"""Ref-YouTube-VOS (docs/data.md): reader for train/valid and the valid-set submission writer.
 
 Layout::
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from PIL import Image
 from locater.data.frames import DataError, encode_png, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.data.layout import ExpressionSample
+from locater.files import replace_file, temporary_path
 
 logger = logging.getLogger(__name__)
 
@@ -127,16 +127,17 @@ class YTVOSSplit:
         """``H x W`` bool mask of the object the expression refers to."""
         return self.load_annotation(video, frame) == self.object_ids[(video, expression)]
 
-    def global_frames(self, sample: ExpressionSample, num_global: int) -> list[str]:
-        """Frames at the centres of ``num_global`` segments of the listed frames."""
-        return [sample.frames[n - 1] for n in global_frame_numbers(len(sample.frames), num_global)]
+    def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
+        """Frames at the centres of ``num_global_frames`` segments of the listed frames."""
+        return [sample.frames[n - 1] for n in global_frame_numbers(len(sample.frames), num_global_frames)]
 
     def random_global_frames(
-        self, sample: ExpressionSample, num_global: int, rng: np.random.Generator
+        self, sample: ExpressionSample, num_global_frames: int, rng: np.random.Generator
     ) -> list[str]:
-        """Training variant: one random listed frame inside each of the ``num_global`` segments."""
+        """Training variant: one random listed frame inside each of the ``num_global_frames`` segments."""
         return [
-            sample.frames[n - 1] for n in random_global_frame_numbers(len(sample.frames), num_global, rng)
+            sample.frames[n - 1]
+            for n in random_global_frame_numbers(len(sample.frames), num_global_frames, rng)
         ]
 
     def videos(self) -> OrderedDict[str, list[ExpressionSample]]:
@@ -205,7 +206,7 @@ class SubmissionWriter:
         }  # (video, exp_id) -> frame names
         self.written: set[tuple[str, str, str]] = set()
         self.zip_path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp_path = self.zip_path.with_name(f".{self.zip_path.name}.tmp")
+        self.tmp_path = temporary_path(self.zip_path)
         self.archive: zipfile.ZipFile | None = zipfile.ZipFile(self.tmp_path, "w", zipfile.ZIP_DEFLATED)
 
     def add(self, video: str, expression: str, frame: str, mask: np.ndarray) -> None:
@@ -258,7 +259,7 @@ class SubmissionWriter:
                 f"{self.zip_path}: not written, {len(missing)} of "
                 f"{sum(len(f) for f in self.expected.values())} masks missing ({shown}{' ...' if len(missing) > 10 else ''})"
             )
-        os.replace(self.tmp_path, self.zip_path)
+        replace_file(self.tmp_path, self.zip_path)
         logger.info("wrote %s (%d masks)", self.zip_path, len(self.written))
         return self.zip_path
 

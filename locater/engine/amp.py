@@ -6,7 +6,9 @@ import contextlib
 
 import torch
 
-AMP_MODES = ("none", "bf16", "fp16")
+from locater.config import CHOICES
+
+AMP_MODES = CHOICES["train.amp"]
 
 
 def check_amp(amp: str, device_type: str | None, name: str = "amp") -> None:

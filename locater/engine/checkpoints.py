@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import random
 import re
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from locater.checkpoint import CheckpointError
+from locater.checkpoint import CheckpointError, read_checkpoint
+from locater.files import atomic_output, link_atomic, sync_directory, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,54 +46,15 @@ def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _sync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_save(payload: Mapping, path: str | Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, write its checksum, rename over ``path``."""
+def save_with_checksum(payload: Mapping, path: str | Path) -> Path:
+    """``torch.save`` atomically (:mod:`locater.files`), the checksum file written before the rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with tmp.open("wb") as handle:
-            torch.save(dict(payload), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        _write_text_atomic(_checksum_path(path), f"{file_sha256(tmp)} {tmp.stat().st_size}\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _sync_directory(path.parent)
+    with atomic_output(path) as tmp:
+        torch.save(dict(payload), tmp)
+        write_text_atomic(_checksum_path(path), f"{file_sha256(tmp)} {tmp.stat().st_size}\n")
+    sync_directory(path.parent)
     return path
-
-
-def _link_atomic(source: Path, target: Path) -> None:
-    """Point ``target`` at ``source``'s content (hard link, else copy), replacing ``target`` atomically."""
-    tmp = target.with_name(f".{target.name}.tmp{os.getpid()}")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(source, tmp)
-    except OSError:
-        shutil.copyfile(source, tmp)
-    os.replace(tmp, target)
 
 
 def verify_checksum(path: Path) -> None:
@@ -124,12 +84,7 @@ def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     verify_checksum(path)
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:
-        raise CheckpointError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{path}: expected a dict, got {type(payload).__name__}")
+    payload = dict(read_checkpoint(path))
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint (missing {', '.join(missing)})")
@@ -168,16 +123,16 @@ class CheckpointManager:
 
     def save(self, payload: Mapping, step: int, is_best: bool = False) -> Path:
         """Write ``step_<step>.pt``, point ``last.pt`` (and ``best.pt`` when ``is_best``) at it, prune old files."""
-        path = atomic_save(payload, self.step_path(step))
+        path = save_with_checksum(payload, self.step_path(step))
         for alias, wanted in ((self.last_path, True), (self.best_path, is_best)):
             if wanted:
-                _link_atomic(_checksum_path(path), _checksum_path(alias))
-                _link_atomic(path, alias)
+                link_atomic(_checksum_path(path), _checksum_path(alias))
+                link_atomic(path, alias)
         if self.keep_last > 0:
             for _, old in self.step_files()[: -self.keep_last]:
                 old.unlink()
                 _checksum_path(old).unlink(missing_ok=True)
-        _sync_directory(self.directory)
+        sync_directory(self.directory)
         logger.info("saved checkpoint %s%s", path, " (best)" if is_best else "")
         return path
 

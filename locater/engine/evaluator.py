@@ -1,7 +1,8 @@
 """Streaming evaluation on layout-3.1 splits (A2D-S, A2D-S+, JHMDB-S, the synthetic benchmark).
 
-``evaluate_split(model, cfg, device, output_dir=None, progress=True, max_videos=None) -> dict`` is what the
-trainer and ``tools/evaluate.py`` call. Inside a process group every rank evaluates its share of the videos
+``resolve_eval_splits(cfg)`` lists the splits an ``eval`` section names (ALL: the four testing types) and
+``evaluate_split(model, cfg, split, device)`` evaluates one of them: what the trainer's validation and
+``tools/evaluate.py`` call. Inside a process group every rank evaluates its share of the videos
 (balanced by frame count, each video exactly once), the records are gathered, and every rank returns the same
 metrics.
 
@@ -25,8 +26,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from locater.config import Config
-from locater.data.layout import LayoutError, LayoutSplit, resolve_split_dir
+from locater.config import TESTING_TYPES, Config
+from locater.data.layout import KINDED_DATASETS, LayoutError, LayoutSplit, resolve_split_dir
 from locater.engine import distributed
 from locater.engine.amp import autocast_for
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
@@ -130,13 +131,13 @@ def _run_videos(
     Returns (frames processed, vision-encoder passes).
     """
     size = model.image_size[0]
-    num_global = model.num_global_frames if model.global_memory is not None else 0
+    num_global_frames = model.num_global_frames if model.global_memory is not None else 0
     plans = [p for p in plans if p.frames]
     if not plans:
         return 0, 0
     global_frames, ids, rows_of = [], [], []
     for plan in plans:
-        global_ids = split.global_frames(plan.samples[0], num_global) if num_global else []
+        global_ids = split.global_frames(plan.samples[0], num_global_frames) if num_global_frames else []
         global_frames.append(
             torch.stack([preprocess_frames(split.load_frame(plan.video, f), size) for f in global_ids])
             if global_ids
@@ -148,7 +149,7 @@ def _run_videos(
     state = model.start(
         torch.stack(global_frames).to(device), torch.cat(ids).to(device), row_video.to(device)
     )
-    vision_passes = num_global * len(plans)
+    vision_passes = num_global_frames * len(plans)
     frames_done = 0
     prefetchers = [Prefetcher(p.frames, _frame_loader(split, p.video, size), prefetch) for p in plans]
     streams = [iter(f) for f in prefetchers]
@@ -258,34 +259,57 @@ def evaluate_layout_split(
     )
 
 
+@dataclass(frozen=True)
+class EvalSplit:
+    """One split that an ``eval`` section names.
+
+    Attributes:
+        testing_type: ``eval.testing_type``, or with ALL (A2D, SYN) one of the four types it stands for.
+        split_dir: the split folder (``eval.split_dir``, or found under ``eval.data_root``).
+    """
+
+    testing_type: str
+    split_dir: Path
+
+
+def resolve_eval_splits(cfg: Config) -> list[EvalSplit]:
+    """The splits ``cfg.eval`` names, every folder looked up (a missing one raises :class:`LayoutError` before
+    anything is evaluated): the four testing types for ``testing_type: ALL`` on A2D or SYN (without
+    ``split_dir``), else the one split. The one place that expands ALL (the evaluate tool, validation in training).
+    """
+    section = cfg.eval
+    expand = section.testing_type == "ALL" and section.dataset in KINDED_DATASETS and not section.split_dir
+    types = TESTING_TYPES if expand else (section.testing_type,)
+    return [EvalSplit(testing_type, split_dir_from_config(cfg, testing_type)) for testing_type in types]
+
+
 def evaluate_split(
     model: Locater,
     cfg: Config,
+    split: EvalSplit,
     device: torch.device,
+    *,
     output_dir: Path | None = None,
     progress: bool = True,
     max_videos: int | None = None,
-    testing_type: str | None = None,
-) -> dict[str, float]:
-    """Evaluate the split that ``cfg.eval`` names; returns the metrics dict (same on every rank)."""
-    split = LayoutSplit.open(split_dir_from_config(cfg, testing_type))
+) -> EvaluationResult:
+    """Evaluate one split of :func:`resolve_eval_splits` with the settings of ``cfg.eval`` (same result on every
+    rank). Writes nothing, except the masks into ``output_dir/masks`` when ``eval.save_masks`` and ``output_dir``
+    is given; ``max_videos`` (when set) wins over ``eval.max_videos``."""
     section = cfg.eval
-    result = evaluate_layout_split(
+    return evaluate_layout_split(
         model,
-        split,
+        LayoutSplit.open(split.split_dir),
         device,
         truncate=section.truncate,
         amp=section.amp,
         coco=section.coco_ap,
-        save_masks_dir=(Path(output_dir) / "masks")
-        if output_dir is not None and section.save_masks
-        else None,
+        save_masks_dir=Path(output_dir) / "masks" if output_dir is not None and section.save_masks else None,
         progress=progress,
         max_videos=max_videos or section.max_videos or None,
         prefetch=section.prefetch,
         videos_per_batch=section.videos_per_batch,
     )
-    return result.metrics
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Segmentation metrics of referring video segmentation (DESIGN §4): the one metrics module.
+"""Segmentation metrics of referring video segmentation (docs/evaluation.md): the one metrics module.
 
 Per scored frame: prediction ``P`` = sigmoid(logits) resized bilinearly (align_corners=True) to the mask's size,
 then ``> 0.5`` (as the official evaluation); ``I = |P and G|``, ``U = |P or G|``, ``IoU = I / U`` and

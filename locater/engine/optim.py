@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from locater.config import CHOICES
+
 NO_DECAY_NAMES = ("pos_embed", "cls_token", "modality_embed")
-SCHEDULE_KINDS = ("cosine", "step", "constant")
+SCHEDULE_KINDS = CHOICES["train.schedule.kind"]
 
 
 def _no_weight_decay(name: str, param: torch.Tensor) -> bool:

@@ -19,8 +19,8 @@ from tqdm import tqdm
 
 from locater.config import Config
 from locater.data.synthetic.patches import BACKGROUND_COLOUR, BACKGROUND_SHAPE, patch_batch
-from locater.engine.checkpoints import atomic_save
-from locater.model.build import build_model
+from locater.engine.checkpoints import save_with_checksum
+from locater.model.loading import build_model
 from locater.model.vision import VisionEncoder
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def pretrain_vision_encoder(
     with torch.no_grad():
         held_out = patch_batch(np.random.default_rng([seed, 22]), 256, size, patch)
         _, shape_accuracy, colour_accuracy = _losses(encoder, heads, *held_out)
-    atomic_save(encoder.vit.state_dict(), out)
+    save_with_checksum(encoder.vit.state_dict(), out)
     summary = {
         "steps": step,
         "minutes": round(minutes_used, 3),

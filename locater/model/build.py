@@ -1,14 +1,16 @@
-"""Build a :class:`Locater` from the ``model`` section of a config (every size spelled out in one place)."""
+"""Build a :class:`Locater` from the ``model`` section of a config (every size spelled out in one place).
+
+A model with its weights (pretrained inputs, checkpoints) comes from :mod:`locater.model.loading`.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from pathlib import Path
 
 from torch import nn
 
-from locater.config import Config, load_config
+from locater.config import Config
 from locater.model.decoder import AuxiliaryHead, MaskDecoder, num_upsamples_for
 from locater.model.fusion import FusionStage
 from locater.model.locater import Locater
@@ -19,15 +21,6 @@ from locater.model.text import TextEncoder
 from locater.model.vision import VisionEncoder, sincos_position_embedding
 
 logger = logging.getLogger(__name__)
-
-
-def resolve_config(cfg: str | Path | Mapping | None) -> Config:
-    """A full config from a YAML path, a full config mapping, or a mapping holding only the model section."""
-    if cfg is None or isinstance(cfg, (str, Path)):
-        return load_config(cfg)
-    if "model" in cfg:
-        return load_config(cfg)
-    return load_config({"model": dict(cfg)})
 
 
 def build_model_from_section(model_cfg: Mapping) -> Locater:
@@ -120,21 +113,4 @@ def build_model_from_section(model_cfg: Mapping) -> Locater:
         checkpoint_fusion=m.fusion.checkpoint,
     )
     model.model_config = m.to_dict()  # the resolved section (export_official checks its switches)
-    return model
-
-
-def build_model(cfg: str | Path | Mapping | None = None) -> Locater:
-    """Build Locater from a YAML path, a config (full, or only its ``model`` section) or ``None`` (the released
-    architecture). ``pretrained.*`` entries of a full config are applied too (local files only)."""
-    config = resolve_config(cfg)
-    model = build_model_from_section(config.model)
-    pretrained = config.get("pretrained", {})
-    if pretrained.get("vit"):
-        from locater.pretrained import load_imagenet_vit
-
-        load_imagenet_vit(model, pretrained["vit"], into_fusion=pretrained.get("vit_into_fusion", False))
-    if pretrained.get("checkpoint"):
-        from locater.checkpoint import load_checkpoint
-
-        load_checkpoint(model, pretrained["checkpoint"])
     return model

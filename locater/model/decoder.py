@@ -8,6 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from locater.config import CHOICES
+
+ACTIVATIONS = CHOICES["model.decoder_activation"]
+
 
 class MaskDecoder(nn.Module):
     """Dot-product maps of the read features against the queries, concatenated after the features, then a chain
@@ -41,7 +45,7 @@ class MaskDecoder(nn.Module):
         refine: int = 0,
     ) -> None:
         super().__init__()
-        if activation not in ("none", "relu"):
+        if activation not in ACTIVATIONS:
             raise ValueError(f"decoder activation must be none or relu, got {activation!r}")
         self.activation = activation
         self.num_heads = num_heads

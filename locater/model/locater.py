@@ -206,17 +206,19 @@ class Locater(nn.Module):
         """
         if global_frames.dim() != 5:
             raise ValueError(f"global_frames must be V x N1 x 3 x H x W, got {tuple(global_frames.shape)}")
-        num_videos, num_frames = global_frames.shape[:2]
+        num_videos, num_global_frames = global_frames.shape[:2]
         words = self.text_encoder(input_ids)
         index = self._resolve_video_index(num_videos, input_ids.shape[0], video_index)
         global_memory = None
         if self.global_memory is not None:
             tokens = self.vision_encoder(global_frames.flatten(0, 1))  # (V*N1) x (1+N) x C
-            tokens = tokens.view(num_videos, num_frames, *tokens.shape[1:])[index]  # B x N1 x (1+N) x C
+            tokens = tokens.view(num_videos, num_global_frames, *tokens.shape[1:])[
+                index
+            ]  # B x N1 x (1+N) x C
             batch = tokens.shape[0]
-            repeated_words = words.repeat_interleave(num_frames, dim=0)
+            repeated_words = words.repeat_interleave(num_global_frames, dim=0)
             fused = self.fuse(tokens.flatten(0, 1), repeated_words)[-1][:, 1:]
-            global_memory = self.global_memory.build(fused.view(batch, num_frames, *fused.shape[1:]))
+            global_memory = self.global_memory.build(fused.view(batch, num_global_frames, *fused.shape[1:]))
         return LocaterState(words=words, global_memory=global_memory, local_memory=None, video_index=index)
 
     def step(
@@ -240,14 +242,14 @@ class Locater(nn.Module):
         output, state = self.step_with_aux(frame, state, memory_mask, memory_mask_select, with_aux=False)
         return output.logits, state
 
-    def _memory_cells(self, num_local: int, num_global: int) -> torch.Tensor:
+    def _memory_cells(self, num_local_tokens: int, num_global_tokens: int) -> torch.Tensor:
         """The grid cell of each memory token read by the reader, ``-1`` where it has none.
 
         The local memory holds whole frames in order (checked at construction), so does the global memory with
         ``write="window"``; a gated global memory's tokens have no cell.
 
         Returns:
-            ``M`` int64, ``M = num_local + num_global``.
+            ``M`` int64, ``M = num_local_tokens + num_global_tokens``.
         """
         num_cells = self.grid_size[0] * self.grid_size[1]
         device = self.text_encoder.embedding.weight.device
@@ -259,10 +261,10 @@ class Locater(nn.Module):
             return torch.arange(num_cells, device=device).repeat(frames)
 
         if self.global_memory is not None and self.global_memory.rule == "window":
-            global_cells = per_frame(num_global, "global")
+            global_cells = per_frame(num_global_tokens, "global")
         else:
-            global_cells = torch.full((num_global,), -1, dtype=torch.long, device=device)
-        return torch.cat([per_frame(num_local, "local"), global_cells])
+            global_cells = torch.full((num_global_tokens,), -1, dtype=torch.long, device=device)
+        return torch.cat([per_frame(num_local_tokens, "local"), global_cells])
 
     def _read_context(
         self, features: torch.Tensor, local: torch.Tensor, memory: torch.Tensor

@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from timm.layers import Mlp, trunc_normal_
 from torch import nn
 
-WRITE_RULES = ("gated", "window")
-MASK_ENCODINGS = ("conv", "patch")
+from locater.config import CHOICES
+
+WRITE_RULES = CHOICES["model.local_memory.write"]  # the global memory has the same
+MASK_ENCODINGS = CHOICES["model.local_memory.mask_encoding"]
 
 
 class MemoryWriter(nn.Module):
@@ -173,11 +175,11 @@ class GlobalMemory(MemoryWriter):
         Returns:
             ``B x M x C`` memory (or fewer tokens when all frames fit whole).
         """
-        num_frames, num_tokens = frame_tokens.shape[1:3]
-        if self.rule == "window" and num_frames * num_tokens > self.capacity:
+        num_global_frames, num_tokens = frame_tokens.shape[1:3]
+        if self.rule == "window" and num_global_frames * num_tokens > self.capacity:
             raise ValueError(
                 f"a global memory kept as whole frames (write=window) of {self.capacity} tokens cannot hold its "
-                f"{num_frames} frames of {num_tokens} tokens: set model.global_memory.size >= num_frames"
+                f"{num_global_frames} frames of {num_tokens} tokens: set model.global_memory.size >= num_frames"
             )
         tokens = self.input_norm(frame_tokens)
         memory = None

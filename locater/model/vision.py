@@ -8,7 +8,9 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-POS_EMBED_INITS = ("random", "sincos")
+from locater.config import CHOICES
+
+POS_EMBED_INITS = CHOICES["model.vision.pos_embed_init"]
 
 
 def sincos_position_embedding(grid_size: tuple[int, int], dim: int) -> torch.Tensor:

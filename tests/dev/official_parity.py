@@ -36,7 +36,7 @@ SENTENCES = ["the man in red is running on the left", "a small dog jumping over 
 
 class ParityConfig(NamedTuple):
     arguments: dict  # VLFTrans keyword arguments
-    n1: int  # number of global frames
+    num_global_frames: int  # number of global frames
     num_frames: int
     num_expressions: int
     stride: int  # spatial stride of the stored logits
@@ -51,13 +51,13 @@ CONFIGS = {
 }  # fmt: skip
 
 
-def global_frames(frames: torch.Tensor, n1: int) -> torch.Tensor:
+def global_frames(frames: torch.Tensor, num_global_frames: int) -> torch.Tensor:
     """``T x 3 x H x W`` -> ``1 x N1 x 3 x H x W`` at the official rule."""
-    return frames[[n - 1 for n in global_frame_numbers(len(frames), n1)]][None]
+    return frames[[n - 1 for n in global_frame_numbers(len(frames), num_global_frames)]][None]
 
 
 def official_outputs(
-    vlftrans, arguments: dict, state: dict, frames: torch.Tensor, ids: torch.Tensor, n1: int
+    vlftrans, arguments: dict, state: dict, frames: torch.Tensor, ids: torch.Tensor, num_global_frames: int
 ) -> torch.Tensor:
     """Run the official loop; returns ``T x B x H x W`` logits (expressions run one after the other)."""
     net = vlftrans(**arguments).eval()
@@ -70,7 +70,7 @@ def official_outputs(
         for row in range(ids.shape[0]):
             lang = {"input_ids": ids[row : row + 1]}
             net._reset_memory()
-            net._prep_global_mem(global_frames(frames, n1), lang)
+            net._prep_global_mem(global_frames(frames, num_global_frames), lang)
             per_expression.append(
                 torch.stack([net(vis=f[None, None], lang=lang)[0][-1][0, 0] for f in frames])
             )
@@ -83,11 +83,11 @@ def our_outputs(state: dict, frames: torch.Tensor, ids: torch.Tensor, config: Pa
         state,
         global_mem_size=config.arguments["global_mem_size"],
         local_mem_size=config.arguments["local_mem_size"],
-        N1=config.n1,
+        N1=config.num_global_frames,
     )
     outputs = []
     with torch.inference_mode():
-        memory = model.start(global_frames(frames, config.n1), ids)
+        memory = model.start(global_frames(frames, config.num_global_frames), ids)
         for frame in frames:
             logits, memory = model.step(frame[None], memory)
             outputs.append(logits[:, 0])
@@ -104,7 +104,7 @@ def make_reference(vlftrans, name: str, config: ParityConfig, out: Path | None) 
     )
     ids = locater.tokenize(SENTENCES[: config.num_expressions])
     tic = time.perf_counter()
-    reference = official_outputs(vlftrans, arguments, state, frames, ids, config.n1)
+    reference = official_outputs(vlftrans, arguments, state, frames, ids, config.num_global_frames)
     positive = (reference > 0).float().mean(dim=(-1, -2)).T
     print(f"{name}: logits {tuple(reference.shape)}, official run {time.perf_counter() - tic:.1f} s")
     for row, fractions in enumerate(positive.tolist()):
@@ -119,7 +119,7 @@ def make_reference(vlftrans, name: str, config: ParityConfig, out: Path | None) 
         {
             "official_commit": OFFICIAL_COMMIT,
             "arguments": arguments,
-            "N1": config.n1,
+            "N1": config.num_global_frames,
             "num_frames": config.num_frames,
             "seed": config.seed,
             "sentences": SENTENCES[: config.num_expressions],
@@ -192,7 +192,7 @@ def time_official(vlftrans, warmup: int, measured: int, seed: int) -> None:
                 lang = {"input_ids": ids[row : row + 1]}
                 tic = time.perf_counter()
                 net._reset_memory()
-                net._prep_global_mem(global_frames(frames, config.n1), lang)
+                net._prep_global_mem(global_frames(frames, config.num_global_frames), lang)
                 start_seconds = time.perf_counter() - tic
                 update.take()  # the global memory's updates are not per frame
                 rows = []

@@ -1,4 +1,4 @@
-"""A2D-Sentences from its original release (DESIGN §3.2) to layout 3.1: ``A2D_SUBSET/NORM`` and ``A2D_SUBSET/train``.
+"""A2D-Sentences from its original release (docs/data.md) to layout 3.1: ``A2D_SUBSET/NORM`` and ``A2D_SUBSET/train``.
 
 Release files read::
 
@@ -38,14 +38,8 @@ import numpy as np
 
 from locater.data.frames import encode_png
 from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
-from locater.data.releases.staging import (
-    ReleaseError,
-    StagedSplit,
-    publish_dir,
-    run_tasks,
-    save_marker,
-    write_json_atomic,
-)
+from locater.data.releases.staging import ReleaseError, StagedSplit, run_tasks, save_marker
+from locater.files import publish_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
 

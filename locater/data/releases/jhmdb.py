@@ -1,4 +1,4 @@
-"""JHMDB-Sentences from its original release (DESIGN §3.2) to layout 3.1's JHMDB flavour (``<out>/JHMDB``).
+"""JHMDB-Sentences from its original release (docs/data.md) to layout 3.1's JHMDB flavour (``<out>/JHMDB``).
 
 Release files read::
 
@@ -36,16 +36,8 @@ import scipy.io
 from locater.data.frames import image_size
 from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
 from locater.data.releases.a2d import SplitSummary, sentence_rows
-from locater.data.releases.staging import (
-    ReleaseError,
-    StagedSplit,
-    link_or_copy,
-    publish_dir,
-    run_tasks,
-    save_marker,
-    write_json_atomic,
-    write_text_atomic,
-)
+from locater.data.releases.staging import ReleaseError, StagedSplit, link_or_copy, run_tasks, save_marker
+from locater.files import publish_dir, write_json_atomic, write_text_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from locater.data.frames import DataError
+from locater.files import swap_dir, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -66,14 +67,7 @@ class StagedSplit:
         """Drop the markers and move the partial folder into place (replacing the old one only now)."""
         shutil.rmtree(self.partial / ".done", ignore_errors=True)
         (self.partial / ".options.json").unlink(missing_ok=True)
-        old = self.final.with_name(self.final.name + ".old")
-        if self.final.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.final, old)
-        os.replace(self.partial, self.final)
-        if old.exists():
-            shutil.rmtree(old)
+        swap_dir(self.partial, self.final)
 
 
 def marker_path(partial_dir: Path, video: str) -> Path:
@@ -85,25 +79,6 @@ def save_marker(partial_dir: Path, video: str, record: dict[str, Any]) -> None:
     path = marker_path(partial_dir, video)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, record)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and a rename: a reader never sees a half-written file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def publish_dir(staging: Path, final: Path) -> None:
-    """Move a finished temporary folder into place (a leftover of an interrupted run is replaced)."""
-    if final.exists():
-        shutil.rmtree(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staging, final)
 
 
 def link_or_copy(source: Path, target: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
@@ -30,6 +29,7 @@ from locater.data.synthetic.scenes import (
     generate_video,
     validate_expression,
 )
+from locater.files import publish_dir
 
 logger = logging.getLogger(__name__)
 
@@ -192,9 +192,7 @@ def write_split(
         "videos": dict(zip(video_ids, records, strict=True)),
     }
     (partial / SCENES_FILE).write_text(json.dumps(scenes, indent=1))
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(partial, final)
+    publish_dir(partial, final)
     logger.info("wrote %d %s videos to %s", num_videos, split, final)
     return final
 

@@ -1,7 +1,7 @@
 """Frames of synthetic scenes labelled per patch: what the small vision encoder is pre-trained on.
 
 The released Locater starts from an ImageNet ViT; the small synthetic model has no such encoder, and trained from
-scratch on referring masks alone it does not learn shape words within a CPU budget (README, "What we tried").
+scratch on referring masks alone it does not learn shape words within a CPU budget (docs/experiments/memory.md).
 Its stand-in for ImageNet is this task: single frames of 1-5 random objects on the benchmark's textured
 backgrounds, each patch labelled with the shape and the colour of the object covering most of it.
 """

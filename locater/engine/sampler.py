@@ -1,0 +1,179 @@
+"""The training data and its order: which dataset ``train.data.source`` names, and the resumable stream of
+sample keys that feeds it.
+
+The data order is a function of ``(seed, position in the sample stream)`` only (:class:`TrainingSampler`), and
+every sample's random draws too (:class:`SeededSamples`), so a run stopped and resumed at a stream position sees
+the samples an uninterrupted one does, whatever the number of processes or DataLoader workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from locater.config import Config
+from locater.data.augment import AugmentConfig
+from locater.data.layout import LayoutSplit
+from locater.data.synthetic.stream import SyntheticClipStream
+from locater.data.training import ReferringClipDataset, collate_clips
+from locater.data.ytvos import YTVOSSplit
+from locater.engine import distributed
+
+
+class TrainingSampler(Sampler):
+    """An endless, resumable stream of ``(index, sample_seed)`` keys, sharded over the processes.
+
+    The global stream is ``perm_0 + perm_1 + ...`` where ``perm_e`` is a permutation of the dataset drawn from
+    ``(seed, e)``; process ``rank`` of ``world_size`` takes the stream positions ``start + rank``,
+    ``start + rank + world_size``, ... So the processes together see every sample exactly once per epoch, no
+    sample is padded or dropped, and the order does not depend on the number of processes. ``sample_seed`` is the
+    stream position: each sample's random draws are a function of it.
+
+    Args:
+        num_samples: dataset length (one epoch).
+        seed: seed of the permutations.
+        rank, world_size: this process's place.
+        start: global stream position to start from (samples consumed by all processes so far).
+        shuffle: permute each epoch (otherwise the natural order).
+    """
+
+    def __init__(
+        self,
+        num_samples: int,
+        seed: int,
+        rank: int = 0,
+        world_size: int = 1,
+        start: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if num_samples < 1:
+            raise ValueError("the training dataset is empty")
+        self.num_samples = num_samples
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.start = start
+        self.shuffle = shuffle
+
+    def permutation(self, epoch: int) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(self.num_samples)
+        return np.random.default_rng([self.seed, epoch, 7]).permutation(self.num_samples)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        position = self.start + self.rank
+        epoch, order = -1, np.empty(0, dtype=np.int64)
+        while True:
+            this_epoch, offset = divmod(position, self.num_samples)
+            if this_epoch != epoch:
+                epoch, order = this_epoch, self.permutation(this_epoch)
+            yield int(order[offset]), position
+            position += self.world_size
+
+
+class SeededSamples(Dataset):
+    """Feeds ``(index, sample_seed)`` keys to a dataset so that every sample is a function of its key only.
+
+    Datasets with per-item generators of their own (:class:`ReferringClipDataset`) get the epoch of the key
+    (``sample_seed // len``) before each item; any other dataset runs with python, numpy and torch seeded from
+    ``(seed, sample_seed)`` (the caller's generator states are restored afterwards). Either way an item does not
+    depend on the DataLoader worker that builds it nor on what ran before.
+    """
+
+    def __init__(self, dataset: Dataset, seed: int) -> None:
+        self.dataset = dataset
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, sample_seed = key
+        if getattr(self.dataset, "accepts_sample_keys", False):
+            return self.dataset[key]
+        if isinstance(self.dataset, ReferringClipDataset):
+            self.dataset.set_epoch(sample_seed // len(self.dataset))
+            return self.dataset[index]
+        with _seeded_generators([self.seed, sample_seed]):
+            return self.dataset[index]
+
+
+@contextlib.contextmanager
+def _seeded_generators(entropy: list[int]) -> Iterator[None]:
+    python_state, numpy_state, torch_state = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+        torch.set_rng_state(torch_state)
+
+
+def seed_worker(worker_id: int, seed: int, rank: int) -> None:
+    """DataLoader worker seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top)."""
+    value = int(np.random.SeedSequence([seed, rank, worker_id, 3]).generate_state(1)[0])
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def build_train_dataset(cfg: Config) -> Dataset:
+    """The training dataset that ``train.data.source`` names."""
+    data, model = cfg.train.data, cfg.model
+    num_global_frames = model.global_memory.num_frames if model.global_memory.size > 0 else 0
+    if data.source == "synthetic":
+        return SyntheticClipStream(
+            samples_per_epoch=data.samples_per_epoch,
+            clip_length=cfg.train.clip_length,
+            image_size=model.image_size,
+            num_global_frames=num_global_frames,
+            mix=data.synthetic_mix,
+            render_size=data.synthetic_size,
+            num_frames=data.synthetic_frames,
+            start_share=data.synthetic_start_share,
+            context_frame=data.synthetic_context_frame,
+            crossing_share=data.synthetic_crossing_share,
+            frame_stride=data.synthetic_frame_stride,
+            seed=cfg.seed,
+        )
+    if data.source == "layout":
+        source = LayoutSplit.open(data.split_dir)
+    else:  # ytvos, the last choice load_config allows
+        source = YTVOSSplit.open(data.ytvos_root, "train")
+    return ReferringClipDataset(
+        source,
+        clip_length=cfg.train.clip_length,
+        image_size=model.image_size,
+        num_global_frames=num_global_frames,
+        augment=AugmentConfig.from_dict(dict(cfg.train.augment)),
+        train=True,
+        seed=cfg.seed,
+    )
+
+
+def build_loader(dataset: Dataset, cfg: Config, info: distributed.DistInfo, start: int) -> DataLoader:
+    """An endless DataLoader over :class:`TrainingSampler` keys from global stream position ``start``."""
+    workers = cfg.train.data.num_workers
+    sampler = TrainingSampler(len(dataset), cfg.seed, info.rank, info.world_size, start)
+    return DataLoader(
+        SeededSamples(dataset, cfg.seed),
+        batch_size=cfg.train.batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate_clips,
+        worker_init_fn=functools.partial(seed_worker, seed=cfg.seed, rank=info.rank),
+        generator=torch.Generator().manual_seed(cfg.seed * 1000 + info.rank),  # leaves the global RNG alone
+        pin_memory=info.device.type == "cuda",
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
