@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 from fake_releases import make_fake_a2d
 
+from locater.data.layout import LayoutError, LayoutSplit, LayoutWriter, resolve_split_dir
+from locater.data.releases.a2d import INSTANCES_FILE, ReleaseError, prepare_a2d
 from locater.data.releases.a2d_plus import (
     actor_from_sentence,
     build_a2d_plus,
     is_spatial,
     is_temporal,
 )
-from locater.data.releases.a2d import INSTANCES_FILE, ReleaseError, prepare_a2d
-from locater.data.layout import LayoutError, LayoutSplit, LayoutWriter, resolve_split_dir
 
 
 @pytest.fixture
@@ -29,7 +29,9 @@ def norm(tmp_path):
 def test_command_line_builds_the_three_subsets(norm, tmp_path, monkeypatch, capsys):
     out = tmp_path / "datasets"
     monkeypatch.setattr(sys, "argv", ["tools/data/build_a2d_plus.py", "--a2d", str(norm), "--out", str(out)])
-    runpy.run_path("tools/data/build_a2d_plus.py", run_name="__main__")
+    with pytest.raises(SystemExit) as finished:  # the wrapper exits with the command's code
+        runpy.run_path("tools/data/build_a2d_plus.py", run_name="__main__")
+    assert finished.value.code == 0
     printed = capsys.readouterr().out
     assert "MUL          1            2                5" in printed  # subset sizes are printed
     assert "TEMP         1            1                3" in printed

@@ -4,7 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_evaluation_benchmark_equal_metrics_and_fewer_vision_passes(tmp_path):
     out, payload = tmp_path / "benchmarks.md", tmp_path / "eval.json"
     command = [sys.executable, "tools/benchmark.py", "--eval", "--model-config", "configs/model/tiny.yaml"]
@@ -51,6 +54,7 @@ def test_compare_logits_numbers():
     assert compare_logits(-torch.ones(2, 2), -torch.ones(2, 2))["mask_iou"] == 1.0  # both empty
 
 
+@pytest.mark.slow
 def test_precision_benchmark_on_the_cpu(tmp_path):
     out = tmp_path / "benchmarks.md"
     command = [sys.executable, "tools/benchmark.py", "--precision", "--device", "cpu"]
@@ -97,6 +101,7 @@ def test_precision_benchmark_fails_on_non_finite_outputs_or_no_learning(monkeypa
         training.training_step("configs/model/tiny.yaml", amp="fp16", device="cpu")
 
 
+@pytest.mark.slow
 def test_fresh_process_runner_returns_results_and_reports_errors_and_deaths():
     import os
 
@@ -114,6 +119,7 @@ def test_fresh_process_runner_returns_results_and_reports_errors_and_deaths():
         run_in_fresh_process(os._exit, 3, "dying")
 
 
+@pytest.mark.slow
 def test_scaling_benchmark_keeps_locater_memory_fixed_and_grows_the_baseline(tmp_path):
     out, plot = tmp_path / "benchmarks.md", tmp_path / "scaling.png"
     command = [sys.executable, "tools/benchmark.py", "--scaling", "--lengths", "4", "12", "--size", "32"]
@@ -129,6 +135,7 @@ def test_scaling_benchmark_keeps_locater_memory_fixed_and_grows_the_baseline(tmp
     assert tokens[("all-frames baseline", 12)] - tokens[("all-frames baseline", 4)] == (12 - 4) * 4
 
 
+@pytest.mark.slow
 def test_training_benchmark_writes_its_section(tmp_path):
     out = tmp_path / "benchmarks.md"
     command = [sys.executable, "tools/benchmark.py", "--train", "--config", "configs/model/tiny.yaml"]
@@ -142,6 +149,7 @@ def test_training_benchmark_writes_its_section(tmp_path):
     assert float(cells[5]) > 0 and float(cells[7]) > 0  # samples/s, ms / step
 
 
+@pytest.mark.slow
 def test_step_benchmark_writes_its_section(tmp_path):
     out = tmp_path / "benchmarks.md"
     command = [

@@ -9,11 +9,13 @@ from locater.checkpoint import (
     CheckpointError,
     infer_model_config,
     official_to_ours,
+    official_to_ours_key,
     ours_to_official,
     ours_to_official_key,
 )
 
-OFFICIAL_KEYS = Path(__file__).resolve().parents[2] / "shared" / "official_checkpoint_keys.json"
+# name, shape and dtype of every tensor of the released checkpoint (a copy of the published key list)
+OFFICIAL_KEYS = Path(__file__).resolve().parent / "data" / "official_checkpoint_keys.json"
 
 
 def _model(overrides=()):
@@ -41,13 +43,63 @@ TINY_HEADS = {"memory_heads": 4, "vision": {"num_heads": 4}, "fusion": {"num_hea
 def test_default_model_maps_onto_every_official_key():
     model = locater.build_model()
     official = ours_to_official(model.state_dict())
-    if OFFICIAL_KEYS.is_file():  # the published key list (shared/ beside the checkout)
-        names = {name: tuple(shape) for name, shape, _ in json.loads(OFFICIAL_KEYS.read_text())}
-        assert set(official) == set(names)
-        assert all(tuple(official[k].shape) == names[k] for k in names)
+    published = json.loads(OFFICIAL_KEYS.read_text())
+    names = {name: (tuple(shape), dtype) for name, shape, dtype in published}
+    assert len(published) == len(names) == 369
+    assert set(official) == set(names)
+    assert {
+        k: (tuple(official[k].shape), str(official[k].dtype).removeprefix("torch.")) for k in names
+    } == names
     assert len(official) == 369
     assert ours_to_official_key("mask_decoder.convs.4.weight") == "main_dec_net.mask_head.8.weight"
     assert "main_dec_net.mask_head.6.bias" in official
+
+
+# Written out by hand (not derived from OFFICIAL_TO_OURS): the official writer's o_func is the addressing
+# q/k pair, c_func the candidate MLP (+ its LayerNorm in the local memory), m_func the retain MLP, post_func the
+# add MLP; the official decoder's q projects the frame features and k the query.
+HAND_WRITTEN_KEYS = {
+    "localmem_writer.c_func.0.fc1.weight": "local_memory.candidate_mlp.fc1.weight",
+    "localmem_writer.c_func.0.fc2.bias": "local_memory.candidate_mlp.fc2.bias",
+    "localmem_writer.c_func.1.weight": "local_memory.candidate_norm.weight",
+    "localmem_writer.o_func.0.q.weight": "local_memory.address_query.weight",
+    "localmem_writer.o_func.0.q.bias": "local_memory.address_query.bias",
+    "localmem_writer.o_func.0.k.weight": "local_memory.address_key.weight",
+    "localmem_writer.o_func.0.k.bias": "local_memory.address_key.bias",
+    "localmem_writer.m_func.fc1.weight": "local_memory.retain_mlp.fc1.weight",
+    "localmem_writer.m_func.fc2.weight": "local_memory.retain_mlp.fc2.weight",
+    "localmem_writer.post_func.fc1.weight": "local_memory.add_mlp.fc1.weight",
+    "localmem_writer.post_func.fc2.bias": "local_memory.add_mlp.fc2.bias",
+    "localmem_writer.mask_enc.weight": "local_memory.mask_encoder.weight",
+    "localmem_writer.norm1.weight": "local_memory.input_norm.weight",
+    "localmem_writer.norm2.bias": "local_memory.output_norm.bias",
+    "globalmem_writer.o_func.0.q.weight": "global_memory.address_query.weight",
+    "globalmem_writer.o_func.0.k.weight": "global_memory.address_key.weight",
+    "globalmem_writer.m_func.fc1.weight": "global_memory.retain_mlp.fc1.weight",
+    "globalmem_writer.post_func.fc1.weight": "global_memory.add_mlp.fc1.weight",
+    "main_dec_net.q.weight": "mask_decoder.feature_proj.weight",
+    "main_dec_net.q.bias": "mask_decoder.feature_proj.bias",
+    "main_dec_net.k.weight": "mask_decoder.query_proj.weight",
+    "main_dec_net.k.bias": "mask_decoder.query_proj.bias",
+    "main_dec_net.mask_head.0.weight": "mask_decoder.convs.0.weight",
+    "main_dec_net.mask_head.2.bias": "mask_decoder.convs.1.bias",
+    "main_dec_net.mask_head.8.weight": "mask_decoder.convs.4.weight",
+}
+
+
+def test_official_keys_of_the_memory_writers_and_decoder_map_to_the_right_parameters():
+    published = {name for name, _, _ in json.loads(OFFICIAL_KEYS.read_text())}
+    ours = locater.build_model().state_dict()
+    for official, our in HAND_WRITTEN_KEYS.items():
+        assert official in published and our in ours
+        assert (official, official_to_ours_key(official)) == (official, our)
+        assert (our, ours_to_official_key(our)) == (our, official)
+    # and with tensors: each official tensor lands on the parameter named above
+    state = {official: torch.full((1,), float(i)) for i, official in enumerate(HAND_WRITTEN_KEYS)}
+    converted = official_to_ours(state)
+    assert {our: int(value) for our, value in converted.items()} == {
+        our: i for i, our in enumerate(HAND_WRITTEN_KEYS.values())
+    }
 
 
 def test_official_round_trip_is_exact(tmp_path):
@@ -124,16 +176,36 @@ def test_load_checkpoint_of_another_architecture_fails_clearly():
         locater.load_checkpoint(other, small.state_dict())
 
 
+def _reseeded_model(seed):
+    """A tiny model whose every parameter differs from ``_model()``'s."""
+    model = _model()
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            torch.nn.init.normal_(p)
+    return model
+
+
+def _assert_same_state(model, source):
+    expected = source.state_dict()
+    got = model.state_dict()
+    assert list(got) == list(expected)
+    different = [k for k in expected if not torch.equal(got[k], expected[k])]
+    assert different == []
+
+
 def test_load_checkpoint_accepts_ours_and_official(tmp_path):
-    source, target = _model(), _model(["seed=1"])
-    torch.manual_seed(5)
-    for p in target.parameters():
-        torch.nn.init.normal_(p)
+    source = _model()
     torch.save({"model": source.state_dict(), "step": 3}, tmp_path / "ours.pt")
-    locater.load_checkpoint(target, tmp_path / "ours.pt")
-    assert all(torch.equal(a, b) for a, b in zip(target.state_dict().values(), source.state_dict().values()))
     locater.export_official(source, tmp_path / "off.pth")
-    locater.load_checkpoint(target, tmp_path / "off.pth")
+    expected = _run(source)
+    for seed, path in ((5, "ours.pt"), (6, "off.pth")):
+        target = _reseeded_model(seed)  # a fresh model: every parameter starts away from the source's
+        assert all(not torch.equal(a, b) for a, b in zip(target.parameters(), source.parameters()))
+        assert not torch.allclose(_run(target), expected)
+        assert locater.load_checkpoint(target, tmp_path / path) is target
+        _assert_same_state(target, source)
+        assert torch.equal(_run(target), expected)
 
 
 def test_unreadable_checkpoint_names_the_file(tmp_path):

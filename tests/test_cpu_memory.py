@@ -35,6 +35,7 @@ def _faults(mode: str) -> int:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt")
+@pytest.mark.slow
 def test_retained_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")
     # measured: about 42 000 faults of 4 KiB pages by default (16 MiB maps mapped afresh), 640 when retained

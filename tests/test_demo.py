@@ -26,8 +26,6 @@ from locater.video_io import (
 HEADS = ["model.vision.num_heads=4", "model.fusion.num_heads=4", "model.memory_heads=4"]
 
 
-
-
 def _frame(index, height, width):
     """A frame whose brightness encodes its index (survives lossy coding), with a moving square."""
     frame = np.full((height, width, 3), 10 + 20 * index, np.uint8)
@@ -169,6 +167,7 @@ def _mask_files(out, sentence):
     return sorted((out / "masks" / f"sentence_{sentence}").glob("*.png"))
 
 
+@pytest.mark.slow
 def test_demo_on_a_generated_mp4(tmp_path, checkpoints):
     video = _write_video(tmp_path / "clip.mp4", 6, 46, 60, fps=6.0)
     out = tmp_path / "out"

@@ -206,6 +206,7 @@ def _frames(count: int) -> list[tuple]:
     return frames
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_gather_and_match_one_process(tmp_path, clean_env):
     frames = _frames(11)
     torch.save(frames, tmp_path / "frames.pt")

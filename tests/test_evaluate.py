@@ -25,6 +25,7 @@ def data(tmp_path_factory):
     return {"split": make_split(root), "ckpt": make_checkpoint(root / "tiny.pt"), "root": root}
 
 
+@pytest.mark.slow
 def test_config_form_writes_every_output(data, tmp_path):
     out = tmp_path / "out"
     result = _run(
@@ -66,6 +67,7 @@ def test_config_form_writes_every_output(data, tmp_path):
     assert "Mean IoU" in result.stdout
 
 
+@pytest.mark.slow
 def test_official_form_with_typo_and_missing_dataset(data, tmp_path):
     typo = _run(["--dataset", "A2D", "--testing-type", "NUL", "--snapshot", str(data["ckpt"])])
     assert typo.returncode == 2 and "did you mean MUL?" in typo.stderr
@@ -113,6 +115,7 @@ def test_official_form_with_typo_and_missing_dataset(data, tmp_path):
     assert ok.returncode == 0, ok.stderr
 
 
+@pytest.mark.slow
 def test_synthetic_dataset_all_runs_the_four_kinds_in_one_call(data, tmp_path):
     root = tmp_path / "synthetic"
     root.mkdir()
@@ -138,6 +141,7 @@ def test_synthetic_dataset_all_runs_the_four_kinds_in_one_call(data, tmp_path):
         assert metrics["mean_iou"] == summary["SYN-NORM"]["mean_iou"]  # the same split four times
 
 
+@pytest.mark.slow
 def test_checkpoint_of_another_architecture_is_rejected(data, tmp_path):
     other = make_checkpoint(tmp_path / "k3.pt", ["model.fusion.num_stages=3"])
     result = _run(
@@ -191,6 +195,7 @@ def test_videos_in_lockstep_give_the_same_frames_and_masks(data):
         evaluate_layout_split(model, split, torch.device("cpu"), progress=False, videos_per_batch=0)
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_same_numbers(data, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     common = [
@@ -235,6 +240,7 @@ def test_two_processes_give_the_same_numbers(data, tmp_path):
     assert (tmp_path / "one/per_frame.csv").read_text() == (tmp_path / "two/per_frame.csv").read_text()
 
 
+@pytest.mark.slow
 def test_ytvos_valid_writes_a_complete_submission_zip(data, tmp_path):
     import zipfile
 
@@ -261,6 +267,7 @@ def test_ytvos_valid_writes_a_complete_submission_zip(data, tmp_path):
     assert not (tmp_path / "o2" / "submission.zip").exists()
 
 
+@pytest.mark.slow
 def test_default_output_folders_are_new_and_bad_settings_exit_2(data, tmp_path):
     """Without --output-dir every run gets its own folder under runs/eval/ (named after the split folder with
     eval.split_dir), even two started in the same second; bad settings end with exit code 2, not a traceback."""

@@ -72,6 +72,30 @@ def test_global_frame_rule():
         assert 1 <= picks[0] <= 3 and 4 <= picks[1] <= 6 and 7 <= picks[2] <= 9
 
 
+@pytest.mark.parametrize(
+    ("num_frames", "num_global", "segments"),
+    [
+        (10, 3, [{1, 2, 3}, {4, 5, 6}, {7, 8, 9}]),  # frame 10 is left over: step 10 // 3 = 3
+        (7, 2, [{1, 2, 3}, {4, 5, 6}]),
+        (8, 2, [{1, 2, 3, 4}, {5, 6, 7, 8}]),
+        (3, 3, [{1}, {2}, {3}]),
+        (5, 1, [{1, 2, 3, 4, 5}]),
+    ],
+)
+def test_random_global_frames_cover_each_segment_and_only_it(num_frames, num_global, segments):
+    """Draw i comes from segment i, and enough draws reach every frame of each segment."""
+    rng = np.random.default_rng(0)
+    seen = [set() for _ in segments]
+    for _ in range(200):
+        picks = random_global_frame_numbers(num_frames, num_global, rng)
+        assert len(picks) == num_global
+        for i, pick in enumerate(picks):
+            assert pick in segments[i], (i, pick)
+            seen[i].add(pick)
+    assert seen == segments
+    assert random_global_frame_numbers(num_frames, 0, rng) == []
+
+
 def test_fix_sentence_lowercases():
     assert fix_sentence("Solder crawling on the ground") == "soldier crawling on the ground"
     assert fix_sentence("A Man") == "a man"
@@ -127,10 +151,8 @@ def test_counts_grouping_and_any_expressions_name(tmp_path):
     assert split.samples[2].labels == ["00005", "00009"]  # sorted, unique
     assert split.global_frames(split.samples[2], 3) == ["00002", "00005", "00008"]
     rng = np.random.default_rng(1)
-    picks = split.random_global_frames(split.samples[2], 3, rng)
-    assert [int(p) for p in picks] != [] and all(
-        1 + 3 * i <= int(p) <= 3 + 3 * i for i, p in enumerate(picks)
-    )
+    # 9 frames, 3 segments of 3: one frame id from each of 1-3, 4-6, 7-9 (seeded, so exact)
+    assert split.random_global_frames(split.samples[2], 3, rng) == ["00002", "00005", "00009"]
 
 
 def test_png_writing_is_byte_deterministic(tmp_path):

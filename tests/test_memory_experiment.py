@@ -74,6 +74,7 @@ def test_temp_crossing_splits_temp_frames_by_the_side_of_the_crossing(tmp_path):
     assert bad.returncode != 0 and "00099" in bad.stderr and "not a labelled frame" in bad.stderr
 
 
+@pytest.mark.slow
 def test_memory_oracle_reads_each_expression_with_own_and_true_masks(tmp_path):
     import numpy as np
     import torch

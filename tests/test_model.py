@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import locater
-from locater.model.memory import LocalMemory, MemoryWriter
+from locater.model.memory import GlobalMemory, LocalMemory, MemoryWriter
 from locater.model.reader import MemoryAttention
 
 
@@ -139,6 +139,45 @@ def test_memory_write_rule_fills_pads_then_updates():
     out = small.write(None, frame)
     start = frame.mean(1, keepdim=True).expand(1, 4, 8)
     torch.testing.assert_close(out, small.output_norm(small.update(start, frame)))
+
+
+def test_memory_capacity_of_exactly_the_frames_written_keeps_them_and_one_token_less_does_not():
+    torch.manual_seed(0)
+    frames = [torch.randn(1, 4, 8) for _ in range(4)]  # frames of N = 4 tokens
+    # gated: 3 frames fill 12 tokens exactly, so all three are appended as they are
+    exact = MemoryWriter(capacity=12, dim=8, num_heads=2)
+    memory = None
+    for frame in frames[:3]:
+        memory = exact.write(memory, frame)
+    assert torch.equal(memory, torch.cat(frames[:3], 1))
+    full = exact.write(memory, frames[3])  # the fourth no longer fits: updated in place
+    torch.testing.assert_close(full, exact.output_norm(exact.update(memory, frames[3])))
+    # 11 tokens: two frames fit, the third is the first update (the 8 tokens padded by 3 copies of their mean)
+    short = MemoryWriter(capacity=11, dim=8, num_heads=2)
+    short.load_state_dict(exact.state_dict())
+    two = short.write(short.write(None, frames[0]), frames[1])
+    assert torch.equal(two, torch.cat(frames[:2], 1))
+    padded = torch.cat([two, two.mean(1, keepdim=True).expand(1, 3, 8)], 1)
+    third = short.write(two, frames[2])
+    assert third.shape == (1, 11, 8)
+    torch.testing.assert_close(third, short.output_norm(short.update(padded, frames[2])))
+    # a first frame of exactly the capacity is kept as is; one token less starts from its mean token
+    assert MemoryWriter(capacity=4, dim=8, num_heads=2).write(None, frames[0]) is frames[0]
+    assert MemoryWriter(capacity=3, dim=8, num_heads=2).write(None, frames[0]).shape == (1, 3, 8)
+    # window: 12 tokens keep the newest 3 frames, 11 tokens the newest 2
+    for capacity, kept in ((12, 3), (11, 2), (4, 1)):
+        window, memory = MemoryWriter(capacity=capacity, dim=8, num_heads=2, rule="window"), None
+        for frame in frames:
+            memory = window.write(memory, frame)
+        assert torch.equal(memory, torch.cat(frames[-kept:], 1)), capacity
+    with pytest.raises(ValueError, match="cannot hold one frame"):
+        MemoryWriter(capacity=3, dim=8, num_heads=2, rule="window").write(None, frames[0])
+    # a window global memory of exactly N1 frames holds them all, in order; one token less is an error
+    stacked = torch.stack(frames[:3], 1)  # B x N1 x N x C
+    whole = GlobalMemory(capacity=12, dim=8, num_heads=2, rule="window")
+    assert torch.equal(whole.build(stacked), whole.input_norm(stacked).reshape(1, 12, 8))
+    with pytest.raises(ValueError, match="cannot hold its 3 frames of 4 tokens"):
+        GlobalMemory(capacity=11, dim=8, num_heads=2, rule="window").build(stacked)
 
 
 def test_gated_update_matches_the_direct_formula():

@@ -23,12 +23,16 @@ def test_references_are_present():
 
 
 @pytest.mark.parametrize("reference_path", REFERENCES, ids=[p.stem for p in REFERENCES])
+@pytest.mark.slow
 def test_matches_the_official_code(reference_path):
     reference = torch.load(reference_path)
-    arguments, n1 = reference["arguments"], reference["N1"]
+    arguments, num_global_frames = reference["arguments"], reference["N1"]
     state = seeded_official_state_dict(reference["shapes"], reference["seed"])
     model = locater.from_official(
-        state, global_mem_size=arguments["global_mem_size"], local_mem_size=arguments["local_mem_size"], N1=n1
+        state,
+        global_mem_size=arguments["global_mem_size"],
+        local_mem_size=arguments["local_mem_size"],
+        N1=num_global_frames,
     )
     assert model.image_size == (arguments["img_dim"],) * 2
     assert len(model.fusion) == arguments["K"]
@@ -36,7 +40,7 @@ def test_matches_the_official_code(reference_path):
     frames = preprocess_frames(
         seeded_video(reference["num_frames"], arguments["img_dim"], reference["seed"]), arguments["img_dim"]
     )
-    glob = frames[[n - 1 for n in global_frame_numbers(len(frames), n1)]][None]
+    glob = frames[[n - 1 for n in global_frame_numbers(len(frames), num_global_frames)]][None]
     stride = reference["stride"]
     with torch.inference_mode():
         memory = model.start(glob, reference["input_ids"])

@@ -9,14 +9,16 @@ import numpy as np
 import pytest
 from fake_releases import A2D_RED_ROWS, A2D_SIZE, make_fake_a2d, write_a2d_h5
 
+from locater.data.layout import LayoutSplit
 from locater.data.releases import a2d as a2d_release
 from locater.data.releases.a2d import ReleaseError, object_ids, prepare_a2d, read_frame_annotation
-from locater.data.layout import LayoutSplit
 
 
 def run_script(monkeypatch, script, *args):
     monkeypatch.setattr(sys, "argv", [script, *args])
-    runpy.run_path(script, run_name="__main__")
+    with pytest.raises(SystemExit) as finished:  # the wrapper exits with the command's code
+        runpy.run_path(script, run_name="__main__")
+    assert finished.value.code == 0
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import scipy.io
 import torch
 from fake_releases import JHMDB_SIZE, make_fake_jhmdb, mttr_metadata
 
+from locater.data.layout import LayoutSplit
 from locater.data.releases import jhmdb as jhmdb_release
 from locater.data.releases.a2d import ReleaseError
 from locater.data.releases.jhmdb import make_scored_frames, prepare_jhmdb
-from locater.data.layout import LayoutSplit
 
 VIDEOS = ["brush_hair/Hair_brushing_u_nm", "catch/Catch_the_ball_f_cm", "catch/Catch_me_if_you_can"]
 USABLE = {VIDEOS[0]: 5, VIDEOS[1]: 4, VIDEOS[2]: 5}  # min(frames, masks)
@@ -22,7 +22,9 @@ USABLE = {VIDEOS[0]: 5, VIDEOS[1]: 4, VIDEOS[2]: 5}  # min(frames, masks)
 
 def run_script(monkeypatch, *args):
     monkeypatch.setattr(sys, "argv", ["tools/data/prepare_jhmdb.py", *args])
-    runpy.run_path("tools/data/prepare_jhmdb.py", run_name="__main__")
+    with pytest.raises(SystemExit) as finished:  # the wrapper exits with the command's code
+        runpy.run_path("tools/data/prepare_jhmdb.py", run_name="__main__")
+    assert finished.value.code == 0
 
 
 @pytest.fixture

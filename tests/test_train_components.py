@@ -12,7 +12,7 @@ from locater.data.synthetic.stream import SyntheticClipStream
 from locater.engine.checkpoints import CheckpointManager, load_training_checkpoint
 from locater.engine.losses import LossWeights, segmentation_loss
 from locater.engine.optim import LRSchedule, build_optimizer
-from locater.engine.trainer import TrainingSampler
+from locater.engine.sampler import TrainingSampler
 from locater.preprocess import preprocess_frames
 
 
@@ -212,6 +212,7 @@ def test_synthetic_stream_frame_stride_reads_the_video_at_a_lower_frame_rate():
         SyntheticClipStream(10, 3, 64, 1, frame_stride=[0, 1])
 
 
+@pytest.mark.slow
 def test_a_few_steps_overfit_a_fixed_tiny_batch():
     torch.manual_seed(0)
     cfg = locater.load_config("configs/model/tiny.yaml")

@@ -24,6 +24,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return torch.load(path, map_location="cpu", weights_only=False)["model"]
 
 
+@pytest.mark.slow
 def test_stop_at_15_and_resume_to_30_is_bit_identical_to_30_steps(tmp_path):
     interrupted = tiny_train_config(tmp_path / "a", "train.max_steps=30", "train.stop_at_step=15")
     first = train(interrupted)
@@ -52,6 +53,7 @@ def test_stop_at_15_and_resume_to_30_is_bit_identical_to_30_steps(tmp_path):
     } <= set(records[0])
 
 
+@pytest.mark.slow
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path, capsys):
     tool = _load_script("tools/train.py")
     base = ["--config", "configs/model/tiny.yaml"]
@@ -103,6 +105,7 @@ def test_config_overrides_reach_the_model(tmp_path, override, check):
     assert trainer.fit().step == 1
 
 
+@pytest.mark.slow
 def test_validation_selects_the_best_checkpoint_and_logs(tmp_path):
     split = make_split(tmp_path / "data", "VAL", num_videos=2, num_frames=5, size=32)
     cfg = tiny_train_config(
@@ -138,6 +141,7 @@ def test_unknown_validation_split_folder_is_a_clear_error(tmp_path):
         train(cfg)
 
 
+@pytest.mark.slow
 def test_two_process_ddp_run_under_torchrun_ends_with_identical_weights(tmp_path):
     import os
     import socket
@@ -177,6 +181,7 @@ def test_two_process_ddp_run_under_torchrun_ends_with_identical_weights(tmp_path
     assert len(set(summary["weight_fingerprints"])) == 1
 
 
+@pytest.mark.slow
 def test_trains_on_a_layout_split_and_on_ref_youtube_vos(tmp_path):
     from test_ytvos import _fake_ytvos
 

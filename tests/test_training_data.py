@@ -60,7 +60,7 @@ def test_swap_left_right():
 
 def test_clip_shapes_validity_and_real_tokens(tmp_path):
     split = _split(tmp_path, num_frames=10, labels=(3, 4, 10))
-    data = ReferringClipDataset(split, clip_length=4, image_size=16, num_global=3, train=False)
+    data = ReferringClipDataset(split, clip_length=4, image_size=16, num_global_frames=3, train=False)
     assert len(data) == 3  # one item per annotated frame
     item = data[0]  # anchor 00003, last clip position -> clamped to frames 1..4
     assert item["frames"].shape == (4, 3, 16, 16) and item["global_frames"].shape == (3, 3, 16, 16)
@@ -80,7 +80,7 @@ def test_clip_shapes_validity_and_real_tokens(tmp_path):
 
 def test_short_video_repeats_last_frame(tmp_path, fake_tokenize):
     split = _split(tmp_path, num_frames=3, labels=(2, 3))
-    data = ReferringClipDataset(split, clip_length=5, image_size=8, num_global=2, train=True)
+    data = ReferringClipDataset(split, clip_length=5, image_size=8, num_global_frames=2, train=True)
     for index in range(len(data)):
         item = data[index]
         assert item["frame_ids"] == ["00001", "00002", "00003", "00003", "00003"]
@@ -170,7 +170,7 @@ def test_mask_resize_follows_the_frame_grid():
 
 
 def test_collate_and_dataloader(tmp_path, fake_tokenize):
-    data = ReferringClipDataset(_split(tmp_path), clip_length=3, image_size=8, num_global=1)
+    data = ReferringClipDataset(_split(tmp_path), clip_length=3, image_size=8, num_global_frames=1)
     batch = next(iter(DataLoader(data, batch_size=2, collate_fn=collate_clips)))
     assert batch["frames"].shape == (2, 3, 3, 8, 8) and batch["input_ids"].shape == (2, 22)
     assert batch["mask_valid"].dtype == torch.bool and batch["global_frames"].shape == (2, 1, 3, 8, 8)
@@ -195,7 +195,7 @@ def test_ytvos_source(tmp_path, fake_tokenize):
     from locater.data.ytvos import YTVOSSplit
 
     _fake_ytvos(tmp_path)
-    data = ReferringClipDataset(YTVOSSplit.open(tmp_path), clip_length=2, image_size=8, num_global=2)
+    data = ReferringClipDataset(YTVOSSplit.open(tmp_path), clip_length=2, image_size=8, num_global_frames=2)
     assert len(data) == 6 + 6 + 3  # every frame of every expression is annotated
     item = data[14]
     assert item["video"] == "v1" and item["mask_valid"].all() and item["masks"].shape == (2, 1, 8, 8)

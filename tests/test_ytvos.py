@@ -107,4 +107,4 @@ def test_submission_refuses_incomplete_or_unknown(tmp_path):
         writer.add("v1", "0", "00000", np.zeros((8, 10)))
     with pytest.raises(SubmissionError, match="14 of 15 masks missing .*v0/0/00000"):
         writer.close()
-    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp*"))
