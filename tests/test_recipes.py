@@ -77,7 +77,9 @@ def test_the_variant_overlay_is_applied_last_in_every_stage_and_the_evaluation(t
 
 
 def test_each_stage_starts_from_the_weights_of_the_stage_before(tmp_path):
-    recipe = load_recipe(_write_recipe(tmp_path, evaluate={"overlay": {}}))
+    """One source of weights per stage, whatever the overlay says (the loader lets a checkpoint win over a ViT)."""
+    overlay = parse_overrides([*TINY_TRAIN, "pretrained.checkpoint=other.pt", "pretrained.vit=other.pth"])
+    recipe = load_recipe(_write_recipe(tmp_path, overlay=overlay, evaluate={"overlay": {}}))
     steps = _by_label(plan(recipe, variants=["full"]))
     out = tmp_path / "out" / "full"
     assert list(steps) == ["full/vision", "full/a", "full/b", "full/eval"]
@@ -161,8 +163,8 @@ def test_a_run_writes_every_stage_then_a_rerun_skips_and_a_changed_recipe_is_ref
         assert saved["train"]["max_steps"] == steps and saved["model"]["vision"]["depth"] == 2
     results = json.loads((out / "results.json").read_text())
     metrics = json.loads((out / "full/eval/metrics.json").read_text())
-    assert results == {
-        "full": {"ALL": {"mean_iou": metrics["mean_iou"], "overall_iou": metrics["overall_iou"]}}
+    assert results == {  # one split: named after its folder
+        "full": {split.name: {"mean_iou": metrics["mean_iou"], "overall_iou": metrics["overall_iou"]}}
     }
     assert "| full |" in (out / "results.md").read_text() and (out / "results.png").stat().st_size > 0
 
@@ -265,3 +267,23 @@ def test_the_memory_recipe_keeps_the_global_memory_whole_and_reads_three_global_
     )
     assert all(steps[k].config["model"]["global_memory"]["write"] == "window" for k in steps)
     assert steps["full/own_masks"].config["train"]["teacher_forcing"] == 0.0
+
+
+def test_a_raised_guard_resumes_and_a_finished_step_without_its_outputs_runs_again(tmp_path):
+    """Time guards are not compared on a rerun (raising one resumes the stage it stopped); a done marker whose
+    outputs were deleted does not make a step count as finished."""
+    recipe = load_recipe(
+        _write_recipe(tmp_path, stages=[{"name": "a", "overlay": {"train": {"max_steps": 2}}}])
+    )
+    steps = _by_label(plan(recipe, variants=["full"]))
+    a = steps["full/a"]
+    a.config_file.parent.mkdir(parents=True)
+    old = yaml.safe_load(yaml.safe_dump(a.config))
+    old["train"]["max_minutes"], old["train"]["stop_at_step"] = 0.01, 1
+    a.config_file.write_text(yaml.safe_dump(old))
+    a.done_file.write_text("{}")  # finished once, but its folder (checkpoints/last.pt) is gone
+    assert _by_label(plan(recipe, variants=["full"]))["full/a"].status == "resume"
+    old["train"]["max_steps"] = 7  # a setting, not a guard: refused
+    a.config_file.write_text(yaml.safe_dump(old))
+    refused = _by_label(plan(recipe, variants=["full"]))["full/a"]
+    assert refused.status == "refuse" and refused.differences == ["train.max_steps: 7 -> 2"]

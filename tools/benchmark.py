@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.benchmark (also installed as `locater-benchmark`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.benchmark` (also installed as `locater-benchmark`); run with --help for its usage."""
 
 import sys
 

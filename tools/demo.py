@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.demo (also installed as `locater-demo`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.demo` (also installed as `locater-demo`); run with --help for its usage."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.evaluate (also installed as `locater-evaluate`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.evaluate` (also installed as `locater-evaluate`); run with --help for its usage."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.pretrain_vision (also installed as `locater-pretrain-vision`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.pretrain_vision` (also installed as `locater-pretrain-vision`); run with --help for its usage."""
 
 import sys
 

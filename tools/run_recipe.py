@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.run_recipe (also installed as `locater-recipe`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.run_recipe` (also installed as `locater-recipe`); run with --help for its usage."""
 
 import sys
 

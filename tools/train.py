@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.train (also installed as `locater-train`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.train` (also installed as `locater-train`); run with --help for its usage."""
 
 import sys
 

@@ -2,8 +2,8 @@
 the first frame tells them apart) and after (where only a memory of the target does).
 
   python -m experiments.memory.temp_crossing --split datasets/synthetic/TEMP \
-      --runs full=runs/memory_experiment/eval/full no_local_memory=runs/memory_experiment/eval/no_local_memory \
-      [--out docs/memory_experiment_temp.md]
+      --runs full=runs/memory_experiment/full/eval no_local_memory=runs/memory_experiment/no_local_memory/eval \
+      [--out crossing.md]
 
 Each ``VARIANT=DIR`` names an evaluation output holding ``temp/per_frame.csv`` (``tools/evaluate.py
 eval.dataset=SYN eval.testing_type=ALL``) or ``TEMP/per_frame.csv``, or the folder of that file itself. A labelled

@@ -2,7 +2,7 @@
 
 python tools/data/build_a2d_plus.py --a2d datasets/A2D_SUBSET/NORM --out datasets/
 
-The selection rules are ours (the paper's are not public); they live in locater/data/a2d_plus.py.
+The selection rules are ours (the paper's are not public); they live in locater/data/releases/a2d_plus.py.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ writes with ``eval.testing_type=ALL``) or a single ``metrics.json``. ``results.j
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,17 +20,20 @@ SPLIT_ORDER = ("NORM", "MUL", "SPAT", "TEMP")
 METRIC_LABELS = {"mean_iou": "mIoU", "overall_iou": "oIoU"}
 
 
-def split_folders(folder: Path) -> dict[str, Path]:
-    """``{SPLIT: folder holding its metrics.json}`` of one evaluation output (A2D-S+ order first)."""
+def split_folders(folder: Path, single: str = "ALL") -> dict[str, Path]:
+    """``{SPLIT: folder holding its metrics.json}`` of one evaluation output (A2D-S+ order first); an evaluation of
+    one split (a single ``metrics.json``) is named ``single``."""
     found = {p.parent.name.upper(): p.parent for p in sorted(folder.glob("*/metrics.json"))}
     if not found and (folder / "metrics.json").is_file():
-        found = {"ALL": folder}
+        found = {single: folder}
     order = [s for s in SPLIT_ORDER if s in found] + sorted(s for s in found if s not in SPLIT_ORDER)
     return {split: found[split] for split in order}
 
 
 def collect(
-    runs: dict[str, Path], metrics: list[str] | tuple[str, ...] = ("mean_iou", "overall_iou")
+    runs: dict[str, Path],
+    metrics: list[str] | tuple[str, ...] = ("mean_iou", "overall_iou"),
+    single: str = "ALL",
 ) -> dict[str, dict[str, dict[str, float]]]:
     """``{variant: {split: {metric: value}}}`` from each variant's evaluation folder.
 
@@ -38,7 +42,7 @@ def collect(
     """
     results: dict = {}
     for variant, folder in runs.items():
-        splits = split_folders(folder)
+        splits = split_folders(folder, single)
         if not splits:
             raise FileNotFoundError(f"{folder}: no metrics.json (did the evaluation of {variant} run?)")
         for split, split_dir in splits.items():
@@ -126,7 +130,10 @@ def overlay_gif(split_dir: Path, masks_dir: Path, out: Path, videos: int) -> lis
                 (rgb.shape[1] * 3, rgb.shape[0] * 3), Image.NEAREST
             )
             frames.append(image)
-        path = out / f"{split_dir.name}_{video}.gif"
+        # a file name from data content: every character outside [A-Za-z0-9_.-] becomes "_", no leading dot, so
+        # the GIF stays in ``out`` whatever the video id holds (JHMDB ids are action/video)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{split_dir.name}_{video}").lstrip(".") or "video"
+        path = out / f"{safe}.gif"
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=150, loop=0)
         written.append(path)
     return written

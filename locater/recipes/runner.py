@@ -98,6 +98,10 @@ def _plain(data: Any) -> Any:
     return yaml.safe_load(yaml.safe_dump(data, sort_keys=False))
 
 
+# guards, not settings: raising one lets a stage stopped by it resume, so a rerun does not compare them
+RERUN_IGNORED = ("train.max_minutes", "train.stop_at_step", "pretrain_vision.max_minutes")
+
+
 def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two plain configs, as ``key: old -> new`` lines."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -112,6 +116,15 @@ def config_differences(old: Any, new: Any, prefix: str = "") -> list[str]:
                 lines.extend(config_differences(old[key], new[key], dotted + "."))
         return lines
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
+
+
+def _outputs_exist(step: Step) -> bool:
+    """The files a finished step leaves (its done marker alone is not enough: the folder may have been deleted)."""
+    if step.kind == "train":
+        return (step.directory / "checkpoints" / "last.pt").is_file()
+    if step.kind == "vision":
+        return (step.directory / "vit.pth").is_file()
+    return (step.directory / "metrics.json").is_file()
 
 
 def plan(recipe: Recipe, overrides: list[str] = (), variants: list[str] | None = None) -> list[Step]:
@@ -141,10 +154,13 @@ def plan(recipe: Recipe, overrides: list[str] = (), variants: list[str] | None =
             config["output_dir"] = str(directory)
             config["resume"] = None
             if stage.kind == "train" and previous is not None:
+                # exactly one source of weights: the loader would let a checkpoint win over the ViT file
                 if previous.kind == "vision":
                     config["pretrained"]["vit"] = str(previous.directory / "vit.pth")
+                    config["pretrained"]["checkpoint"] = None
                 else:
                     config["pretrained"]["checkpoint"] = str(previous.directory / "checkpoints" / "last.pt")
+                    config["pretrained"]["vit"] = None
             step = Step(variant, stage.name, stage.kind, directory, _plain(config))
             steps.append(step)
             previous = step
@@ -178,12 +194,16 @@ def _decide(steps: list[Step]) -> None:
     for step in steps:
         if step.config_file.is_file():
             saved = yaml.safe_load(step.config_file.read_text())
-            step.differences = config_differences(saved, step.config)
+            step.differences = [
+                line
+                for line in config_differences(saved, step.config)
+                if not line.startswith(tuple(f"{key}:" for key in RERUN_IGNORED))
+            ]
             if step.differences:
                 step.status = "refuse"
             elif step.variant in invalidated:
                 step.status = "rerun"
-            elif step.done_file.is_file():
+            elif step.done_file.is_file() and _outputs_exist(step):
                 step.status = "skip"
             else:
                 step.status = "resume"
@@ -271,7 +291,8 @@ def run(
         )
         _run_step(step, tools, nproc_per_node)
     if recipe.report is not None:
-        write_report(recipe, steps)
+        # every variant evaluated with the recipe as it is now, not only the ones this invocation ran
+        write_report(recipe, [step for step in plan(recipe, overrides) if step.status == "skip"])
     return steps
 
 
@@ -352,7 +373,11 @@ def write_report(recipe: Recipe, steps: list[Step]) -> dict:
     evaluations = {step.variant: step for step in steps if step.kind == "eval"}
     runs = {variant: step.directory for variant, step in evaluations.items()}
     metrics = recipe.report["metrics"]
-    results = report.collect(runs, metrics)
+    first = next(iter(evaluations.values()))
+    cfg = load_config(first.config)
+    # an evaluation of one split is named after it (its folder, or its testing type)
+    single = Path(cfg.eval.split_dir).name if cfg.eval.split_dir else str(cfg.eval.testing_type).upper()
+    results = report.collect(runs, metrics, single)
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
@@ -362,15 +387,13 @@ def write_report(recipe: Recipe, steps: list[Step]) -> dict:
     print(markdown, flush=True)
     gifs = recipe.report["gifs"]
     if gifs:
-        first = next(iter(evaluations.values()))
-        cfg = load_config(first.config)
-        for split, folder in report.split_folders(first.directory).items():
+        for split, folder in report.split_folders(first.directory, single).items():
             masks = folder / "masks"
             if not masks.is_dir():
                 raise RecipeError(
                     f"{masks}: missing; report.gifs needs eval.save_masks: true", EXIT_BAD_INPUT
                 )
-            split_dir = Path(split_dir_from_config(cfg, split))
+            split_dir = Path(split_dir_from_config(cfg, None if folder == first.directory else split))
             for path in report.overlay_gif(split_dir, masks, out, gifs):
                 print(f"wrote {path}", flush=True)
     return results

@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.build_a2d_plus (also installed as `locater-build-a2d-plus`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.build_a2d_plus` (also installed as `locater-build-a2d-plus`); run with --help for its usage."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.make_synthetic (also installed as `locater-make-synthetic`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.make_synthetic` (also installed as `locater-make-synthetic`); run with --help for its usage."""
 
 import sys
 

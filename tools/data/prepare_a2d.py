@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.prepare_a2d (also installed as `locater-prepare-a2d`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.prepare_a2d` (also installed as `locater-prepare-a2d`); run with --help for its usage."""
 
 import sys
 

@@ -1,4 +1,4 @@
-"""Command-line wrapper of :mod:locater.cli.prepare_jhmdb (also installed as `locater-prepare-jhmdb`); run with --help for its usage."""
+"""Command-line wrapper of :mod:`locater.cli.prepare_jhmdb` (also installed as `locater-prepare-jhmdb`); run with --help for its usage."""
 
 import sys
 

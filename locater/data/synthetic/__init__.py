@@ -13,8 +13,8 @@ Each expression is true of exactly one object (proved by :func:`validate_express
 
 Entry points: :func:`generate_video` (one video in memory, for training on fresh videos),
 :func:`generate_benchmark` / :func:`write_split` (layout 3.1 folders, as ``tools/data/make_synthetic.py``) and
-:func:`validate_split` (re-check a written split). The parts live in ``synthetic_render`` (drawing),
-``synthetic_language`` (meaning and wording), ``synthetic_scenes`` (the four kinds) and ``synthetic_files``.
+:func:`validate_split` (re-check a written split). The parts live in ``render`` (drawing),
+``language`` (meaning and wording), ``scenes`` (the four kinds) and ``files`` (the submodules of this package).
 """
 
 from locater.data.synthetic.files import (
