@@ -106,6 +106,14 @@ def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path |
     return Path(distributed.broadcast_object(str(args.output_dir or created))), created
 
 
+def _failed(error: Exception, created: Path | None) -> int:
+    """A named failure: its one-line message, the output folder this run made (if still empty) removed, exit 2."""
+    print(f"error: {error}", file=sys.stderr)
+    _remove_if_empty(created)
+    distributed.cleanup()
+    return 2
+
+
 def _remove_if_empty(folder: Path | None) -> None:
     if folder is not None:
         with contextlib.suppress(OSError):  # rmdir removes only an empty folder
@@ -170,10 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_per_frame_csv(result.records, split_out / "per_frame.csv")
                 summary[name] = payload
     except (LayoutError, ValueError, ConfigError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        _remove_if_empty(created)
-        distributed.cleanup()
-        return 2
+        return _failed(error, created)
     if info.is_main:
         save_config(cfg, output_dir / "config.yaml")
         table = markdown_table(results)
@@ -204,10 +209,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             prefetch=cfg.eval.prefetch,
         )
     except (YTVOSError, LayoutError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        _remove_if_empty(created)
-        distributed.cleanup()
-        return 2
+        return _failed(error, created)
     if info.is_main:
         save_config(cfg, output_dir / "config.yaml")
         summary = {

@@ -46,6 +46,7 @@ from locater.config import (
     merge_dicts,
     parse_overrides,
 )
+from locater.files import write_text_atomic
 from locater.recipes.spec import Recipe
 
 logger = logging.getLogger(__name__)
@@ -303,7 +304,7 @@ def _run_step(step: Step, tools: dict[str, Tool], nproc_per_node: int) -> None:
         if step.directory.exists():
             shutil.rmtree(step.directory)
     step.directory.parent.mkdir(parents=True, exist_ok=True)
-    step.config_file.write_text(yaml.safe_dump(step.config, sort_keys=False))
+    write_text_atomic(step.config_file, yaml.safe_dump(step.config, sort_keys=False))
     argv = ["--config", str(step.config_file)]
     if step.kind == "train":
         argv.append("resume=auto" if step.status == "resume" else "resume=null")
@@ -318,8 +319,8 @@ def _run_step(step: Step, tools: dict[str, Tool], nproc_per_node: int) -> None:
             f"{step.label}: {step.kind} failed with exit code {code} (its message is above)", kind
         )
     summary = _summary(step)
-    step.done_file.write_text(
-        json.dumps({"step": step.label, "kind": step.kind, "summary": summary}, indent=2)
+    write_text_atomic(
+        step.done_file, json.dumps({"step": step.label, "kind": step.kind, "summary": summary}, indent=2)
     )
 
 
@@ -380,9 +381,9 @@ def write_report(recipe: Recipe, steps: list[Step]) -> dict:
     results = report.collect(runs, metrics, single)
     out = recipe.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_text_atomic(out / "results.json", json.dumps(results, indent=2) + "\n")
     markdown = report.table(results, metrics)
-    (out / "results.md").write_text(markdown)
+    write_text_atomic(out / "results.md", markdown)
     report.bar_chart(results, out / "results.png", metrics[0])
     print(markdown, flush=True)
     gifs = recipe.report["gifs"]
