@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from locater.errors import LocaterError
 from locater.files import load_torch, save_torch_atomic
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ OFFICIAL_TO_OURS: list[tuple[str, str]] = [
 OFFICIAL_PREFIXES = ("lang_encoder.", "trans_fusion.", "main_dec_net.", "mem_reader.", "localmem_writer.")
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(LocaterError, RuntimeError):
     """A checkpoint does not fit the model, or cannot be read."""
 
 

@@ -23,13 +23,14 @@ from typing import Any
 
 import yaml
 
+from locater.errors import LocaterError
 from locater.files import write_text_atomic
 
 DEFAULTS_DIR = Path(__file__).parent / "defaults"
 BASE_KEY = "_base_"
 
 
-class ConfigError(ValueError):
+class ConfigError(LocaterError, ValueError):
     """A config file or override is invalid (unknown key, wrong type, bad syntax, missing base file)."""
 
 

@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from locater.data.frames import DataError, read_rgb
+from locater.errors import LocaterError
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ PALETTE: tuple[tuple[int, int, int], ...] = (
 )
 
 
-class VideoError(ValueError):
+class VideoError(LocaterError, ValueError):
     """A video file or frame folder cannot be read or written; the message names the file and the problem."""
 
 

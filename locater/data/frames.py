@@ -11,11 +11,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from locater.errors import LocaterError
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed parameters: the same array gives the same bytes
 
 
-class DataError(ValueError):
+class DataError(LocaterError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
 
 

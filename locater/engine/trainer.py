@@ -56,6 +56,7 @@ from locater.engine.validation import (
     resolve_validation_splits,
     selection_value,
 )
+from locater.errors import EXIT_NON_FINITE, LocaterError
 from locater.model.loading import build_model
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,10 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(LocaterError, RuntimeError):
     """The loss or the gradient norm became NaN or infinite; the run stops without touching its checkpoints."""
+
+    exit_code = EXIT_NON_FINITE
 
 
 @dataclass

@@ -46,21 +46,19 @@ from locater.config import (
     merge_dicts,
     parse_overrides,
 )
+from locater.errors import (  # noqa: F401  (re-exported by locater.recipes)
+    EXIT_BAD_INPUT,
+    EXIT_NON_FINITE,
+    EXIT_NOT_FINISHED,
+    EXIT_OK,
+    LocaterError,
+)
 from locater.files import write_text_atomic
 from locater.recipes.spec import Recipe
 
 logger = logging.getLogger(__name__)
 
-# exit codes of a recipe run (tools/run_recipe.py)
-EXIT_OK = 0
-EXIT_NON_FINITE = 1  # a training stage stopped on a non-finite loss
-EXIT_BAD_INPUT = 2  # bad recipe / config / data, or a rerun refused (different resolved config)
-EXIT_NOT_FINISHED = (
-    3  # a training stage stopped before its step count (time guard or stop_at_step): rerun resumes
-)
-
-
-class RecipeError(Exception):
+class RecipeError(LocaterError):
     """A recipe run that cannot go on; ``exit_code`` says why (see the EXIT_* constants)."""
 
     def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from locater.data.synthetic.language import Query, describe, referents
 from locater.data.synthetic.render import COLOURS, SHAPES, SIZES, SceneObject, object_radius, render
+from locater.errors import LocaterError
 
 KINDS = ("NORM", "MUL", "SPAT", "TEMP")
 MIN_FRAMES, MAX_FRAMES = 12, 24
@@ -36,7 +37,7 @@ OPPOSITE_RELATION = {"left": "right", "right": "left", "top": "bottom", "bottom"
 TEMP_TRACK_GAP = (0.06, 0.11)
 
 
-class SyntheticError(RuntimeError):
+class SyntheticError(LocaterError, RuntimeError):
     """A generated expression does not single out its target (or the scene breaks the rules of its kind)."""
 
 

@@ -1,0 +1,101 @@
+"""The one wrapper around every command's ``main``: named failures become one line and an exit code.
+
+``@command`` turns
+
+- a :class:`~locater.errors.LocaterError` into ``error: <message>`` and the error's ``exit_code``;
+- an :class:`OSError` (disk full, permission, ...) into ``error: <file>: <reason> (ENOSPC)`` and exit 4;
+- Ctrl-C (``KeyboardInterrupt``) and SIGTERM into ``interrupted`` and exit 130;
+- anything else (a bug) into ``error: internal error: ...`` and exit 70.
+
+``--debug`` on any command line (or ``LOCATER_DEBUG=1``) also prints the traceback; the exit code is the same.
+A command that sets up ``torch.distributed`` has its process group torn down on every way out.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import traceback
+from collections.abc import Callable
+
+from locater.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OUTPUT,
+    InterruptedRun,
+    LocaterError,
+    debug_enabled,
+    describe_os_error,
+    os_error_cause,
+)
+
+DEBUG_FLAG = "--debug"
+DEBUG_HELP = "print the traceback of a failure (same as LOCATER_DEBUG=1)"
+
+
+def _raise_interrupt(signum, frame) -> None:  # SIGTERM -> the same clean path as Ctrl-C
+    raise KeyboardInterrupt
+
+
+def _cleanup_distributed() -> None:
+    try:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    except Exception:  # tearing down after a failure must not hide the failure
+        pass
+
+
+def _report(message: str, code: int, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr, flush=True)
+    return code
+
+
+def command(main: Callable[[list[str] | None], int | None]) -> Callable[[list[str] | None], int]:
+    """Decorate a command's ``main(argv) -> exit code`` (``None`` counts as 0)."""
+
+    @functools.wraps(main)
+    def wrapped(argv: list[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        debug = debug_enabled()
+        if DEBUG_FLAG in args:
+            args = [arg for arg in args if arg != DEBUG_FLAG]
+            debug = True
+            os.environ["LOCATER_DEBUG"] = "1"  # child processes (recipe stages, DataLoader workers) too
+        previous = None
+        try:
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+        except ValueError:  # not the main thread (e.g. called from a test runner's worker thread)
+            pass
+        try:
+            code = main(args)
+            return 0 if code is None else int(code)
+        except KeyboardInterrupt:
+            if debug:
+                traceback.print_exc()
+            print("interrupted", file=sys.stderr, flush=True)
+            return EXIT_INTERRUPTED
+        except InterruptedRun as error:
+            return _report(str(error), error.exit_code, debug)
+        except LocaterError as error:
+            return _report(str(error), getattr(error, "exit_code", 2), debug)
+        except OSError as error:
+            return _report(describe_os_error(error), EXIT_OUTPUT, debug)
+        except Exception as error:  # a bug, unless the chain holds the system's reason
+            cause = os_error_cause(error)
+            if cause is not None and cause.errno is not None:
+                return _report(describe_os_error(cause), EXIT_OUTPUT, debug)
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            hint = "" if debug else " (rerun with --debug for the traceback)"
+            return _report(f"internal error: {type(error).__name__}: {first}{hint}", EXIT_INTERNAL, debug)
+        finally:
+            _cleanup_distributed()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    return wrapped
