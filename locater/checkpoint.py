@@ -1,5 +1,9 @@
 """Checkpoint files: reading them (:func:`read_checkpoint`, the one reader), the official Locater naming <-> ours,
-weights into a built model with clear errors, export to the official format.
+weights into a built model with clear errors, export to the official format and to safetensors.
+
+Reading never runs code a file holds: ``.pt``/``.pth`` files are unpickled with ``weights_only=True`` (tensors,
+plain Python values and containers only), unless the caller trusts the file (``trust=True``, the commands'
+``--trust-checkpoint``). ``.safetensors`` files hold tensors and string metadata only.
 
 :data:`OFFICIAL_TO_OURS` is the only place that knows both namings. Building a model for a checkpoint (its
 architecture from a config, the stored config or the tensors) is :mod:`locater.model.loading`'s job.
@@ -7,7 +11,9 @@ architecture from a config, the stored config or the tensors) is :mod:`locater.m
 
 from __future__ import annotations
 
+import json
 import logging
+import pickle
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,7 +23,7 @@ import torch
 from torch import nn
 
 from locater.errors import LocaterError
-from locater.files import load_torch, save_torch_atomic
+from locater.files import atomic_output, load_torch, save_torch_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,19 @@ OFFICIAL_PREFIXES = ("lang_encoder.", "trans_fusion.", "main_dec_net.", "mem_rea
 
 class CheckpointError(LocaterError, RuntimeError):
     """A checkpoint does not fit the model, or cannot be read."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint that only full unpickling could read (it holds Python objects that could run code)."""
+
+
+UNSAFE_CHECKPOINT = (
+    "holds Python objects beyond tensors and plain values, which could run code when loaded; if you trust this "
+    "file, pass --trust-checkpoint (Python: trust_checkpoint=True)"
+)
+
+# the ``format`` metadata of our safetensors exports; ``model_config`` holds the model section as JSON
+SAFETENSORS_FORMAT = "locater"
 
 
 def _compile(template: str) -> re.Pattern:
@@ -142,20 +161,38 @@ def ours_to_official(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     return {ours_to_official_key(key): value for key, value in state.items()}
 
 
-def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
+def read_checkpoint(path: str | Path, *, trust: bool = False) -> Mapping[str, Any]:
     """The contents of a checkpoint file: ours (training or exported) or official, on the CPU.
 
     The one reader of checkpoint files (model loading, ``pretrained.checkpoint``, resuming a training run).
+    A ``.safetensors`` file (by its suffix) reads as ``{"model": weights}``, plus ``{"config": {"model": ...}}``
+    when it is one of our exports (:func:`export_safetensors`).
+
+    Args:
+        path: the file.
+        trust: unpickle everything the file holds (``weights_only=False``): a crafted file runs code then, so
+            only for files from a trusted source (e.g. training checkpoints written before the RNG states were
+            stored as tensors). By default only tensors and plain values are read.
 
     Raises:
+        UnsafeCheckpointError: (a :class:`CheckpointError`) the file holds other Python objects and ``trust``
+            is false; the message names the file and the way to read it anyway.
         CheckpointError: the file is missing, cannot be unpickled (corrupt, truncated) or holds no mapping; the
             message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        return read_safetensors(path)
+    if trust:
+        logger.warning("%s: trusted checkpoint, unpickling every object it holds (this can run code)", path)
     try:
-        raw = load_torch(path, map_location="cpu", weights_only=False)
+        raw = load_torch(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as error:
+        if not trust and "Weights only load failed" in str(error):  # a global outside torch's allow-list
+            raise UnsafeCheckpointError(f"{path}: {UNSAFE_CHECKPOINT}") from error
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
     except Exception as error:  # corrupt or truncated file: say which
         raise CheckpointError(f"{path}: cannot read checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(raw, Mapping):
@@ -163,17 +200,51 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
     return raw
 
 
-def read_state_dict(source: str | Path | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+def read_safetensors(path: str | Path) -> dict[str, Any]:
+    """A ``.safetensors`` file as ``{"model": weights}`` (+ ``"config": {"model": section}`` and ``"format"`` for
+    our exports, whose metadata stores the model section).
+
+    Raises:
+        CheckpointError: the file cannot be read (corrupt, truncated, not safetensors) or its stored model config
+            is not JSON; the message names the file.
+    """
+    from safetensors import safe_open
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as handle:
+            metadata = dict(handle.metadata() or {})
+            state = {key: handle.get_tensor(key) for key in handle.keys()}
+    except Exception as error:  # safetensors raises its own SafetensorError, or OSError / ValueError
+        raise CheckpointError(
+            f"{path}: cannot read safetensors file ({type(error).__name__}: {error})"
+        ) from error
+    raw: dict[str, Any] = {"model": state}
+    if metadata.get("format") == SAFETENSORS_FORMAT and "model_config" in metadata:
+        try:
+            section = json.loads(metadata["model_config"])
+        except json.JSONDecodeError as error:
+            raise CheckpointError(f"{path}: stored model_config is not JSON ({error})") from error
+        if not isinstance(section, dict):
+            raise CheckpointError(f"{path}: stored model_config is not a mapping")
+        raw["config"] = {"model": section}
+        raw["format"] = SAFETENSORS_FORMAT
+    return raw
+
+
+def read_state_dict(
+    source: str | Path | Mapping[str, Any], *, trust: bool = False
+) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint file or mapping, in OUR naming.
 
     Accepts our training checkpoints (a dict with a ``model`` entry), plain state dicts in our naming, and
-    official checkpoints (with or without ``module.``).
+    official checkpoints (with or without ``module.``); ``trust`` as in :func:`read_checkpoint`.
     """
     if isinstance(source, Mapping):
         raw = dict(source)
         name = "<state dict>"
     else:
-        raw = dict(read_checkpoint(source))
+        raw = dict(read_checkpoint(source, trust=trust))
         name = str(source)
     if "model" in raw and isinstance(raw["model"], Mapping):
         raw = dict(raw["model"])
@@ -205,15 +276,19 @@ def _describe_mismatch(model_state: Mapping, state: Mapping, limit: int = 25) ->
 
 
 def load_checkpoint(
-    model: nn.Module, source: str | Path | Mapping[str, Any], strict: bool = True
+    model: nn.Module,
+    source: str | Path | Mapping[str, Any],
+    strict: bool = True,
+    *,
+    trust_checkpoint: bool = False,
 ) -> nn.Module:
     """Load ours or an official checkpoint into ``model``.
 
     Raises :class:`CheckpointError` listing every missing, unexpected and mis-shaped key; nothing is skipped
     silently. With ``strict=False`` only the auxiliary heads may be absent from the checkpoint (checkpoints
-    exported without them).
+    exported without them). ``trust_checkpoint``: see :func:`read_checkpoint`'s ``trust``.
     """
-    state = read_state_dict(source)
+    state = read_state_dict(source, trust=trust_checkpoint)
     model_state = model.state_dict()
     if not strict:
         for key in list(model_state):
@@ -348,3 +423,29 @@ def export_official(model: nn.Module, path: str | Path) -> Path:
             raise CheckpointError(f"cannot export to the official format: the model uses {listed}")
     state = ours_to_official({k: v.detach().cpu() for k, v in model.state_dict().items()})
     return save_torch_atomic(state, path)
+
+
+def export_safetensors(model: nn.Module, path: str | Path) -> Path:
+    """Write ``model``'s weights (our naming) as safetensors, with metadata ``{"format": "locater",
+    "model_config": <the model section as JSON>}``, so :func:`locater.model.loading.load_model` rebuilds the same
+    model from the file alone. Safetensors files hold tensors and strings only: reading one runs no code.
+
+    Raises:
+        CheckpointError: the model has no ``model_config`` (build it with ``build_model`` / ``load_model``).
+    """
+    from safetensors.torch import save_file
+
+    inner = getattr(model, "module", model)
+    config = getattr(inner, "model_config", None)
+    if not isinstance(config, Mapping):
+        raise CheckpointError(
+            "cannot export to safetensors: the model has no model_config (build it with build_model or load_model)"
+        )
+    # own contiguous copies: safetensors refuses tensors that share memory or are not contiguous
+    state = {key: value.detach().cpu().contiguous().clone() for key, value in inner.state_dict().items()}
+    metadata = {"format": SAFETENSORS_FORMAT, "model_config": json.dumps(config, sort_keys=True)}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=metadata)
+    return path

@@ -2,7 +2,8 @@
 
 Every writer here writes a temporary file in the target's folder (``.<name>.tmp<pid>``), flushes it to disk and
 renames it over the target (``os.replace``, atomic on POSIX and Windows), so a reader never sees a half-written
-file and a crash leaves the previous version in place. A failed write removes its temporary file.
+file and a crash leaves the previous version in place. A failed write removes its temporary file and raises
+:class:`~locater.errors.OutputError` naming the file and the system's reason (ENOSPC, EACCES, ...).
 
 :func:`publish_dir` and :func:`swap_dir` move a finished folder into place the same way.
 
@@ -16,11 +17,14 @@ import contextlib
 import json
 import os
 import shutil
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from locater.errors import LocaterError, write_failure
 
 
 def temporary_path(path: str | Path) -> Path:
@@ -54,15 +58,40 @@ def sync_directory(directory: str | Path) -> None:
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yields the temporary path to write; on a normal exit it is synced and renamed over ``path``, on an
-    exception it is removed (``path`` is untouched either way until the rename)."""
+    exception it is removed (``path`` is untouched either way until the rename).
+
+    Raises:
+        OutputError: the write, the sync or the rename failed with an :class:`OSError` or a ``RuntimeError``
+            (torch's ``PytorchStreamWriter failed writing file`` wraps the system's ENOSPC in one); the message
+            names ``path`` and the system's reason. Any other exception of the body passes through unchanged.
+    """
     path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
         _fsync_file(tmp)
         os.replace(tmp, path)
+    except LocaterError:
+        raise  # already named (a nested atomic write, or a named error of the body)
+    except (OSError, RuntimeError) as error:
+        _release_frames(error)
+        raise write_failure(path, error) from error
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _release_frames(error: BaseException) -> None:
+    """Drop the local variables of the finished frames in ``error``'s tracebacks (and its chain's).
+
+    A failed ``torch.save`` leaves its file writer, and with it the open temporary file, in those frames: the
+    file would be unlinked but keep its disk space for as long as the error lives (in a notebook, until the next
+    error). The tracebacks still print; frames still running are left alone."""
+    seen = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

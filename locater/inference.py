@@ -245,11 +245,15 @@ class VideoSegmenter:
         checkpoint: str | Path,
         device: str | torch.device = "auto",
         overrides: Sequence[str] = (),
+        *,
+        trust_checkpoint: bool = False,
         **kwargs: object,
     ) -> VideoSegmenter:
-        """A segmenter for an official checkpoint or one of ours (see :func:`locater.model.loading.load_model`)."""
+        """A segmenter for an official checkpoint or one of ours (see :func:`locater.model.loading.load_model`;
+        ``trust_checkpoint`` reads a file that needs full unpickling, which can run code: trusted files only)."""
         device = resolve_device(device)
-        return cls(load_model(checkpoint, device, overrides), device=device, **kwargs)
+        model = load_model(checkpoint, device, overrides, trust_checkpoint=trust_checkpoint)
+        return cls(model, device=device, **kwargs)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         return autocast_for(self.device.type, self.amp)

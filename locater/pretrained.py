@@ -2,12 +2,14 @@
 
 Supported files: Google Research's jax ``.npz`` checkpoints (e.g. ``ViT-B_16.npz``, ImageNet-21k, from the
 vision_transformer release) and timm checkpoints (``.pth``/``.bin`` state dicts or ``.safetensors``). The position
-embedding is resized to the model's grid. Nothing is downloaded.
+embedding is resized to the model's grid. Nothing is downloaded. Torch files are read with ``weights_only=True``
+(tensors and plain values: a crafted file cannot run code) unless the caller trusts the file.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,31 +31,43 @@ WHERE_TO_GET = (
 )
 
 
-def _file_depth(path: Path) -> int:
+def _file_depth(path: Path, trust: bool = False) -> int:
     if path.suffix == ".npz":
         keys = np.load(path).files
         found = {int(m.group(1)) for k in keys if (m := re.search(r"Transformer/encoderblock_(\d+)/", k))}
     else:
-        keys = _read_torch_state(path).keys()
+        keys = _read_torch_state(path, trust).keys()
         found = {int(m.group(1)) for k in keys if (m := re.match(r"(?:module\.)?blocks\.(\d+)\.", k))}
     if not found:
         raise ValueError(f"{path}: no ViT blocks found (is this an ImageNet ViT checkpoint?)")
     return max(found) + 1
 
 
-def _read_torch_state(path: Path) -> dict[str, torch.Tensor]:
+def _read_torch_state(path: Path, trust: bool = False) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    state = load_torch(path, map_location="cpu", weights_only=True)
+    if trust:
+        logger.warning("%s: trusted file, unpickling every object it holds (this can run code)", path)
+    try:
+        state = load_torch(path, map_location="cpu", weights_only=not trust)
+    except pickle.UnpicklingError as error:
+        if not trust and "Weights only load failed" in str(error):
+            raise ValueError(
+                f"{path}: holds Python objects beyond tensors and plain values, which could run code when "
+                "loaded; if you trust this file, pass --trust-checkpoint (Python: trust_checkpoint=True)"
+            ) from error
+        raise
     for key in ("model", "state_dict"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
             state = state[key]
     return state
 
 
-def load_imagenet_vit(model: Locater, path: str | Path, into_fusion: bool = False) -> Locater:
+def load_imagenet_vit(
+    model: Locater, path: str | Path, into_fusion: bool = False, *, trust_checkpoint: bool = False
+) -> Locater:
     """Initialise ``model.vision_encoder`` from ImageNet ViT weights.
 
     Args:
@@ -61,6 +75,8 @@ def load_imagenet_vit(model: Locater, path: str | Path, into_fusion: bool = Fals
         path: local ``.npz`` (jax) or ``.pth``/``.bin``/``.safetensors`` (timm) file.
         into_fusion: also copy ViT blocks ``depth ..`` into the fusion stages' joint blocks (stage ``k``, block ``j``
             <- ViT block ``depth + k * joint_depth + j``); blocks beyond the file's depth keep their random init.
+        trust_checkpoint: unpickle every object a torch file holds (``weights_only=False``; it can run code):
+            only for a trusted file that the safe reader refuses.
 
     Returns:
         ``model``, modified in place.
@@ -75,7 +91,7 @@ def load_imagenet_vit(model: Locater, path: str | Path, into_fusion: bool = Fals
         )
     vit = model.vision_encoder.vit
     depth = len(vit.blocks)
-    file_depth = _file_depth(path)
+    file_depth = _file_depth(path, trust_checkpoint)
     if file_depth < depth:
         raise ValueError(f"{path}: holds {file_depth} ViT blocks, the vision encoder needs {depth}")
     dim = vit.embed_dim
@@ -102,7 +118,7 @@ def load_imagenet_vit(model: Locater, path: str | Path, into_fusion: bool = Fals
                 torch.from_numpy(arrays[f"{prefix}pre_logits/bias"]),
             )
     else:
-        state = {k.removeprefix("module."): v for k, v in _read_torch_state(path).items()}
+        state = {k.removeprefix("module."): v for k, v in _read_torch_state(path, trust_checkpoint).items()}
         state = checkpoint_filter_fn(state, source)
         wanted = source.state_dict()
         kept = {k: v for k, v in state.items() if k in wanted}

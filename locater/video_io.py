@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import colorsys
 import logging
+import math
 import re
+import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -16,7 +18,7 @@ import cv2
 import numpy as np
 
 from locater.data.frames import DataError, read_rgb
-from locater.errors import LocaterError
+from locater.errors import LocaterError, OutputError
 
 logger = logging.getLogger(__name__)
 
@@ -324,6 +326,12 @@ class OverlayVideoWriter:
     The encoders store 4:2:0 video, which needs even sizes: an odd height or width loses its last row or column
     (``video_size``); masks written elsewhere keep the exact size.
 
+    OpenCV drops a frame it cannot write with a warning only (a full disk leaves a short, often unplayable file),
+    so :meth:`write` first checks that the folder has room for one raw frame, and :meth:`close` opens the finished
+    file and checks it holds every frame written (one look at the container's frame count, a counting pass only
+    where the container has none). Either failure raises :class:`~locater.errors.OutputError` naming the file and
+    deletes it. Leaving a ``with`` block on an exception only releases the writer.
+
     Args:
         path: output file; its parent folder is created.
         fps: frame rate.
@@ -359,23 +367,84 @@ class OverlayVideoWriter:
                 f"{self.path}: OpenCV cannot open a video writer ({VIDEO_FOURCC[suffix]}, {width}x{height})"
             )
         self.frames_written = 0
+        self.released = False
 
     def write(self, frame: np.ndarray) -> None:
-        """Append one ``H x W x 3`` uint8 RGB frame of the writer's size."""
+        """Append one ``H x W x 3`` uint8 RGB frame of the writer's size.
+
+        Raises:
+            VideoError: the frame has another size or type, or the writer is closed.
+            OutputError: the folder has no room for one more raw frame (the writer is released and the partial
+                file deleted).
+        """
+        if self.released:
+            raise VideoError(f"{self.path}: the video writer is closed")
         if frame.shape != (*self.frame_size, 3) or frame.dtype != np.uint8:
             raise VideoError(
                 f"{self.path}: frame {self.frames_written} is {frame.dtype} {frame.shape}, "
                 f"expected uint8 {(*self.frame_size, 3)}"
             )
         height, width = self.video_size
+        needed = height * width * 3  # an encoded frame is smaller: room for this one is room enough
+        free = shutil.disk_usage(self.path.parent).free
+        if free < needed:
+            self._discard()
+            raise OutputError(
+                f"cannot write {self.path}: no space left on device (ENOSPC) at frame {self.frames_written}: "
+                f"{free} bytes free, a frame may need {needed}; the partial video was deleted"
+            )
         self.writer.write(cv2.cvtColor(np.ascontiguousarray(frame[:height, :width]), cv2.COLOR_RGB2BGR))
         self.frames_written += 1
 
-    def close(self) -> None:
+    def _discard(self) -> None:
         self.writer.release()
+        self.released = True
+        self.path.unlink(missing_ok=True)
+
+    def frames_in_file(self) -> int:
+        """The frames the written file holds: the container's count, else (0 or unknown) a counting pass;
+        0 when OpenCV cannot open it."""
+        capture = cv2.VideoCapture(str(self.path))
+        try:
+            if not capture.isOpened():
+                return 0
+            reported = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+            if reported and math.isfinite(reported) and reported > 0:
+                return int(reported)
+            counted = 0
+            while capture.grab():
+                counted += 1
+            return counted
+        finally:
+            capture.release()
+
+    def close(self) -> None:
+        """Finish the file and check that it holds every frame written (nothing to do when already closed).
+
+        Raises:
+            OutputError: the file holds another number of frames, or cannot be opened: frames were dropped
+                (a full disk, a failing encoder); the broken file is deleted.
+        """
+        if self.released:
+            return
+        self.writer.release()
+        self.released = True
+        if self.frames_written == 0:
+            return
+        found = self.frames_in_file()
+        if found != self.frames_written:
+            self.path.unlink(missing_ok=True)
+            raise OutputError(
+                f"cannot write {self.path}: the file holds {found} frames, {self.frames_written} were written "
+                "(frames dropped by the encoder or the disk; is the disk full?); the broken video was deleted"
+            )
 
     def __enter__(self) -> OverlayVideoWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+        elif not self.released:  # the failure in the block is the one to report: no check on top of it
+            self.writer.release()
+            self.released = True

@@ -249,7 +249,7 @@ def test_demo_reports_bad_input(tmp_path, checkpoints, capsys):
         str(tmp_path / "a_file"),
     ]
     assert demo.main(out_is_file + ["--video", str(video), "--no-progress"]) == 2
-    assert "cannot create the output folder" in capsys.readouterr().err
+    assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_a_failed_demo_leaves_no_truncated_overlay(tmp_path, checkpoints, capsys):

@@ -72,6 +72,21 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_p
     assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*.pt")) == ["step_00000003.pt"]
 
 
+@pytest.mark.slow
+def test_resume_restores_the_global_random_generators(tmp_path):
+    """Stochastic depth draws from the global torch generator, so a resume that skipped restoring the
+    generators would drop other paths than the uninterrupted run and end with other weights."""
+    drop = ["model.vision.drop_path=0.2", "model.fusion.drop_path=0.2", "train.max_steps=4"]
+    first = train(tiny_train_config(tmp_path / "a", *drop, "train.stop_at_step=2"))
+    assert (first.step, first.stopped_by) == (2, "stop_at_step")
+    resumed = train(tiny_train_config(tmp_path / "a", *drop, "resume=auto"))
+    straight = train(tiny_train_config(tmp_path / "b", *drop))
+    assert resumed.step == straight.step == 4
+    a, b = _weights(tmp_path / "a/checkpoints/last.pt"), _weights(tmp_path / "b/checkpoints/last.pt")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+
+
 def test_resume_auto_falls_back_from_a_truncated_checkpoint(tmp_path, caplog):
     train(tiny_train_config(tmp_path, "train.max_steps=4", "train.checkpoint_every=2"))
     newest = tmp_path / "checkpoints/step_00000004.pt"

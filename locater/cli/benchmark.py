@@ -14,6 +14,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from locater.cli.entry import command
+
 MODES = {
     "--step": "locater.bench.step",
     "--eval": "locater.bench.evaluation",
@@ -23,6 +25,7 @@ MODES = {
 }
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in MODES:

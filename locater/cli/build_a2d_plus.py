@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+from locater.cli.entry import DEBUG_HELP, command
 from locater.data.releases.a2d_plus import build_a2d_plus
 
 
@@ -19,14 +20,16 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> int:
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--a2d", default="datasets/A2D_SUBSET/NORM", help="the NORM split (layout 3.1)")
     parser.add_argument(
         "--out", default="datasets", help="data root; writes <out>/A2D_SUBSET/{MUL,SPAT,TEMP}"
     )
     parser.add_argument("--overwrite", action="store_true", help="rebuild subsets that are already complete")
-    args = parser.parse_args()
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tic = time.perf_counter()
     summaries, selection = build_a2d_plus(args.a2d, args.out, args.overwrite)

@@ -10,13 +10,16 @@ streaming pass for all sentences (constant memory). Writes into --out:
                                     frame = 1-based frame number, 5 digits (00001.png)
   summary.json                      sentences, colours, frame count and size, frame rate, timings
 
-and prints the frames/s.
+and prints the frames/s. --out must be a new or empty folder (--overwrite clears an earlier run's outputs first),
+so its files always come from one run; summary.json is written last, whole, once everything else is complete:
+a folder without it holds no finished result. Exit codes: docs/exit-codes.md (2 bad input, 4 disk full or
+permission, 130 interrupted).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import logging
 import sys
 import time
@@ -24,9 +27,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from locater.checkpoint import CheckpointError
-from locater.config import ConfigError
+from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.output_dir import prepare_output_dir
 from locater.data.frames import write_png
+from locater.files import write_json_atomic
 from locater.inference import VideoSegmenter
 from locater.video_io import (
     OverlayVideoWriter,
@@ -51,7 +55,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--text", action="append", required=True, help="a sentence; repeat for several (one pass for all)"
     )
-    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--out", type=Path, required=True, help="output folder (new or empty)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="clear this demo's earlier outputs in --out (overlay.mp4, masks/, summary.json) first",
+    )
     parser.add_argument(
         "--max-frames", type=int, default=None, help="segment only the first N frames (default: all)"
     )
@@ -60,6 +69,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=None,
         help=f"frame rate of overlay.mp4 (default: the video's; {DEFAULT_FPS:g} for a frame folder)",
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPUs)")
@@ -70,6 +84,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-overlay", action="store_true", help="do not write overlay.mp4")
     parser.add_argument("--no-masks", action="store_true", help="do not write the PNG masks")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "overrides", nargs="*", help="config overrides key=value (e.g. model.global_memory.num_frames=5)"
     )
@@ -80,7 +95,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--fps must be positive")
     if not 0.0 <= args.alpha <= 1.0:
         parser.error("--alpha must lie in [0, 1]")
+    if not 0.0 < args.threshold < 1.0:
+        parser.error(f"--threshold must lie in (0, 1) (a mask probability), got {args.threshold:g}")
+    if args.no_masks and args.no_overlay:
+        parser.error("--no-masks and --no-overlay together leave nothing to write")
     return args
+
+
+DEMO_OUTPUTS = ("overlay.mp4", "masks", "summary.json")
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -91,15 +113,20 @@ def run(args: argparse.Namespace) -> dict:
     height, width = reader.frame_size
     load_start = time.perf_counter()
     segmenter = VideoSegmenter.from_checkpoint(
-        args.checkpoint, device=args.device, overrides=args.overrides, amp=args.amp, threshold=args.threshold
+        args.checkpoint,
+        device=args.device,
+        overrides=args.overrides,
+        amp=args.amp,
+        threshold=args.threshold,
+        trust_checkpoint=args.trust_checkpoint,
     )
     load_seconds = time.perf_counter() - load_start
     sentences = list(args.text)
+    empty = [k for k, sentence in enumerate(sentences) if not sentence.strip()]
+    if empty:
+        raise VideoError(f"--text number {empty[0] + 1} is empty: give a sentence describing the object")
     colors = mask_colors(len(sentences))
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise VideoError(f"--out {args.out}: cannot create the output folder ({error.strerror})") from error
+    prepare_output_dir(args.out, DEMO_OUTPUTS, overwrite=args.overwrite, flag="--out", last="summary.json")
     mask_dirs = [args.out / "masks" / f"sentence_{k}" for k in range(len(sentences))]
     overlay_path = args.out / "overlay.mp4"
     writer = None if args.no_overlay else OverlayVideoWriter(overlay_path, fps, (height, width))
@@ -128,13 +155,15 @@ def run(args: argparse.Namespace) -> dict:
             write_seconds += time.perf_counter() - tick
             frames_done += 1
             bar.update(1)
+        if writer is not None:
+            writer.close()  # checks the file holds every frame written
         finished = True
     finally:
         bar.close()
-        if writer is not None:
-            writer.close()
-            if not finished:  # an unplayable, truncated overlay is worse than none
-                overlay_path.unlink(missing_ok=True)
+        if writer is not None and not finished:
+            with contextlib.suppress(Exception):  # the failure that got us here is the one to report
+                writer.close()
+            overlay_path.unlink(missing_ok=True)  # an unplayable, truncated overlay is worse than none
     total_seconds = time.perf_counter() - start
     summary = {
         "video": str(args.video),
@@ -155,18 +184,15 @@ def run(args: argparse.Namespace) -> dict:
         "frames_per_second": round(frames_done / max(total_seconds, 1e-9), 3),
         "segment_frames_per_second": round(frames_done / max(segment_seconds, 1e-9), 3),
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_json_atomic(args.out / "summary.json", summary, indent=2)  # last: it marks a complete run
     return summary
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        summary = run(args)
-    except (VideoError, CheckpointError, ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    summary = run(args)
     print(
         f"{summary['frames']} frames ({summary['frame_size'][1]}x{summary['frame_size'][0]}) x "
         f"{len(summary['sentences'])} sentences on {summary['device']}: {summary['frames_per_second']:.2f} frames/s "

@@ -3,7 +3,10 @@
 ``@command`` turns
 
 - a :class:`~locater.errors.LocaterError` into ``error: <message>`` and the error's ``exit_code``;
-- an :class:`OSError` (disk full, permission, ...) into ``error: <file>: <reason> (ENOSPC)`` and exit 4;
+- a ``ValueError`` (the library's way of refusing a value the user gave: a config entry, a flag) into its
+  message and exit 2;
+- an :class:`OSError` into ``error: <file>: <reason> (ENOSPC)``: exit 2 for a missing file or folder
+  (ENOENT, ENOTDIR, EISDIR), exit 4 for what the system refused (disk full, permission, read-only, I/O);
 - Ctrl-C (``KeyboardInterrupt``) and SIGTERM into ``interrupted`` and exit 130;
 - anything else (a bug) into ``error: internal error: ...`` and exit 70.
 
@@ -13,6 +16,7 @@ A command that sets up ``torch.distributed`` has its process group torn down on 
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import signal
@@ -21,6 +25,7 @@ import traceback
 from collections.abc import Callable
 
 from locater.errors import (
+    EXIT_BAD_INPUT,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OUTPUT,
@@ -49,6 +54,13 @@ def _cleanup_distributed() -> None:
         pass
 
 
+MISSING_INPUT = (errno.ENOENT, errno.ENOTDIR, errno.EISDIR)
+
+
+def _os_error_code(error: OSError) -> int:
+    return EXIT_BAD_INPUT if error.errno in MISSING_INPUT else EXIT_OUTPUT
+
+
 def _report(message: str, code: int, debug: bool) -> int:
     if debug:
         traceback.print_exc()
@@ -63,6 +75,7 @@ def command(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
     def wrapped(argv: list[str] | None = None) -> int:
         args = list(sys.argv[1:] if argv is None else argv)
         debug = debug_enabled()
+        previous_env = os.environ.get("LOCATER_DEBUG")
         if DEBUG_FLAG in args:
             args = [arg for arg in args if arg != DEBUG_FLAG]
             debug = True
@@ -85,16 +98,22 @@ def command(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
         except LocaterError as error:
             return _report(str(error), getattr(error, "exit_code", 2), debug)
         except OSError as error:
-            return _report(describe_os_error(error), EXIT_OUTPUT, debug)
+            return _report(describe_os_error(error), _os_error_code(error), debug)
+        except ValueError as error:
+            return _report(str(error).strip() or type(error).__name__, EXIT_BAD_INPUT, debug)
         except Exception as error:  # a bug, unless the chain holds the system's reason
             cause = os_error_cause(error)
             if cause is not None and cause.errno is not None:
-                return _report(describe_os_error(cause), EXIT_OUTPUT, debug)
+                return _report(describe_os_error(cause), _os_error_code(cause), debug)
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             hint = "" if debug else " (rerun with --debug for the traceback)"
             return _report(f"internal error: {type(error).__name__}: {first}{hint}", EXIT_INTERNAL, debug)
         finally:
             _cleanup_distributed()
+            if previous_env is None:  # a command called in-process leaves the environment as it found it
+                os.environ.pop("LOCATER_DEBUG", None)
+            else:
+                os.environ["LOCATER_DEBUG"] = previous_env
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
 

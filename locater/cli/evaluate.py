@@ -6,7 +6,9 @@
   torchrun --nproc_per_node=N tools/evaluate.py ...            (NCCL on GPUs, gloo on the CPU)
 
 Writes metrics.json, metrics.md, per_frame.csv and config.yaml (and masks/ with --save-masks) into the output
-directory, and prints the table.
+directory, and prints the table. --output-dir must be new or empty (--overwrite replaces an earlier evaluation's
+outputs); each metrics.json / submission.json is written whole and last, so a folder without it holds no finished
+result. Exit codes: docs/exit-codes.md (2 bad input, 4 disk full or permission, 130 interrupted).
 """
 
 from __future__ import annotations
@@ -19,15 +21,30 @@ import sys
 import time
 from pathlib import Path
 
-from locater.checkpoint import CheckpointError
+from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.output_dir import prepare_output_dir
 from locater.config import ConfigError, load_config, save_config
-from locater.data.layout import KINDED_DATASETS, LayoutError
-from locater.data.ytvos import YTVOSError, YTVOSSplit
+from locater.data.layout import KINDED_DATASETS, TESTING_TYPES
+from locater.data.ytvos import YTVOSSplit
 from locater.engine import distributed
 from locater.engine.cpu_memory import retain_freed_memory
 from locater.engine.evaluator import evaluate_split, resolve_eval_splits, write_ytvos_submission
 from locater.engine.metrics import markdown_table, write_per_frame_csv
+from locater.errors import LocaterError
+from locater.files import write_json_atomic, write_text_atomic
 from locater.model.loading import load_model
+
+# what an evaluation writes directly into its output folder (one sub-folder per testing type for ALL)
+EVAL_OUTPUTS = (
+    "metrics.json",
+    "metrics.md",
+    "per_frame.csv",
+    "config.yaml",
+    "masks",
+    "submission.zip",
+    "submission.json",
+    *(kind.lower() for kind in TESTING_TYPES),
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -44,12 +61,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--data-root", help="official form: folder holding A2D_SUBSET/ and JHMDB/ (YTVOS: the dataset folder)"
     )
-    parser.add_argument("--output-dir", type=Path, help="default: a new folder under runs/eval/")
+    parser.add_argument(
+        "--output-dir", type=Path, help="new or empty (default: a new folder under runs/eval/)"
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier evaluation's outputs in --output-dir"
+    )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
+    )
     parser.add_argument(
         "--save-masks", action="store_true", help="write masks/<video>/<expression>/<frame>.png"
     )
     parser.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: config's device)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("overrides", nargs="*", help="config overrides key=value (e.g. eval.max_videos=5)")
     args = parser.parse_intermixed_args(argv)
     if args.checkpoint is None:
@@ -100,18 +128,26 @@ def _new_output_dir(name: str) -> Path:
 
 
 def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path | None]:
-    """``--output-dir``, or a new folder from :func:`_new_output_dir` made by rank 0; every rank gets the same path.
-    Also returns the folder when this process created it (to remove again if the run fails before writing)."""
-    created = _new_output_dir(name) if args.output_dir is None and info.is_main else None
-    return Path(distributed.broadcast_object(str(args.output_dir or created))), created
-
-
-def _failed(error: Exception, created: Path | None) -> int:
-    """A named failure: its one-line message, the output folder this run made (if still empty) removed, exit 2."""
-    print(f"error: {error}", file=sys.stderr)
-    _remove_if_empty(created)
-    distributed.cleanup()
-    return 2
+    """``--output-dir`` (checked by :func:`prepare_output_dir`), or a new folder from :func:`_new_output_dir`, made
+    by rank 0; every rank gets the same path, or the same refusal. Also returns the folder when this process
+    created it (to remove again if the run fails before writing)."""
+    created, problem = None, None
+    if info.is_main:
+        try:
+            if args.output_dir is None:
+                created = _new_output_dir(name)
+            else:
+                existed = args.output_dir.exists()
+                prepare_output_dir(
+                    args.output_dir, EVAL_OUTPUTS, overwrite=args.overwrite, last="metrics.json"
+                )
+                created = None if existed else args.output_dir
+        except LocaterError as error:
+            problem = str(error)
+    folder, problem = distributed.broadcast_object((str(args.output_dir or created), problem))
+    if problem is not None:
+        raise ConfigError(problem)
+    return Path(folder), created
 
 
 def _remove_if_empty(folder: Path | None) -> None:
@@ -120,27 +156,23 @@ def _remove_if_empty(folder: Path | None) -> None:
             folder.rmdir()
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
-        cfg = build_config(args)
-    except ConfigError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    cfg = build_config(args)
     info = distributed.init_distributed(cfg.device)
     retain_freed_memory()  # batched CPU evaluation spent a fifth to a quarter of its time faulting in pages
-    try:
-        if args.config is None:
-            # the official form has no model config: the checkpoint's own (ours: stored, official: inferred from
-            # the tensors), with the model.* overrides; the run's config records it
-            model = load_model(args.checkpoint, info.device, _model_overrides(args.overrides))
-            cfg = load_config({**cfg.to_dict(), "model": model.model_config})
-        else:
-            model = load_model(args.checkpoint, info.device, cfg=cfg)
-    except (CheckpointError, ValueError) as error:  # ValueError: an inconsistent model section
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    trust = args.trust_checkpoint
+    if args.config is None:
+        # the official form has no model config: the checkpoint's own (ours: stored, official: inferred from the
+        # tensors), with the model.* overrides; the run's config records it
+        model = load_model(
+            args.checkpoint, info.device, _model_overrides(args.overrides), trust_checkpoint=trust
+        )
+        cfg = load_config({**cfg.to_dict(), "model": model.model_config})
+    else:
+        model = load_model(args.checkpoint, info.device, cfg=cfg, trust_checkpoint=trust)
     if cfg.eval.dataset == "YTVOS":
         return _ytvos_submission(args, cfg, model, info)
     results, summary = {}, {}
@@ -153,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
             else f"{cfg.eval.dataset.lower()}-{cfg.eval.testing_type.lower()}"
         )
         output_dir, created = _output_dir(args, info, name)
+        if info.is_main:
+            save_config(
+                cfg, output_dir / "config.yaml"
+            )  # before any metrics.json, which marks a finished run
         for split in splits:
             split_out = output_dir / split.testing_type.lower() if len(splits) > 1 else output_dir
             result = evaluate_split(
@@ -173,18 +209,18 @@ def main(argv: list[str] | None = None) -> int:
                     seconds=round(result.seconds, 2),
                     world_size=info.world_size,
                 )
-                (split_out / "metrics.json").write_text(json.dumps(payload, indent=2))
-                (split_out / "metrics.md").write_text(markdown_table({name: result.metrics}))
+                write_text_atomic(split_out / "metrics.md", markdown_table({name: result.metrics}))
                 write_per_frame_csv(result.records, split_out / "per_frame.csv")
+                write_json_atomic(split_out / "metrics.json", payload, indent=2)  # last: marks the split done
                 summary[name] = payload
-    except (LayoutError, ValueError, ConfigError) as error:
-        return _failed(error, created)
+    except BaseException:
+        _remove_if_empty(created)  # a folder this run made and left empty goes again
+        raise
     if info.is_main:
-        save_config(cfg, output_dir / "config.yaml")
         table = markdown_table(results)
         if len(splits) > 1:
-            (output_dir / "metrics.md").write_text(table)
-            (output_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+            write_text_atomic(output_dir / "metrics.md", table)
+            write_json_atomic(output_dir / "metrics.json", summary, indent=2)
         print(table)
         print(f"outputs: {output_dir}")
     distributed.cleanup()
@@ -208,8 +244,9 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             max_videos=cfg.eval.max_videos or None,
             prefetch=cfg.eval.prefetch,
         )
-    except (YTVOSError, LayoutError, ValueError) as error:
-        return _failed(error, created)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
     if info.is_main:
         save_config(cfg, output_dir / "config.yaml")
         summary = {
@@ -224,7 +261,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             "seconds": round(result.seconds, 2),
             "world_size": info.world_size,
         }
-        (output_dir / "submission.json").write_text(json.dumps(summary, indent=2))
+        write_json_atomic(output_dir / "submission.json", summary, indent=2)  # last: marks the run done
         print(f"wrote {result.zip_path}: {result.num_masks} masks of {result.num_samples} expressions")
         print(f"outputs: {output_dir}")
     distributed.cleanup()

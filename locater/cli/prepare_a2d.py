@@ -12,6 +12,7 @@ import logging
 import sys
 import time
 
+from locater.cli.entry import DEBUG_HELP, command
 from locater.data.releases.a2d import EXPECTED_SENTENCES, EXPECTED_VIDEOS, SPLITS, prepare_a2d
 
 
@@ -19,7 +20,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> int:
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument("--root", required=True, help="A2D-Sentences folder (Release/ and text_annotations/)")
     parser.add_argument("--out", default="datasets", help="data root; writes <out>/A2D_SUBSET/{NORM,train}")
@@ -28,7 +30,10 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="processes converting videos in parallel")
     parser.add_argument("--overwrite", action="store_true", help="rebuild splits that are already complete")
-    args = parser.parse_args()
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1 (1: in this process), got {args.workers}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tic = time.perf_counter()
     summaries, warnings = prepare_a2d(args.root, args.out, args.splits, args.workers, args.overwrite)

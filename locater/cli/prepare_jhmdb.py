@@ -14,6 +14,7 @@ import logging
 import sys
 import time
 
+from locater.cli.entry import DEBUG_HELP, command
 from locater.data.releases.jhmdb import FRAMES_PER_VIDEO, prepare_jhmdb, write_scored_list
 
 
@@ -21,7 +22,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
     """Defaults shown, description kept as written."""
 
 
-def main() -> int:
+@command
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     parser.add_argument(
         "--root", required=True, help="JHMDB-Sentences folder (Rename_Images/, puppet_mask/, ...)"
@@ -43,7 +45,14 @@ def main() -> int:
     )
     parser.add_argument("--workers", type=int, default=1, help="processes converting videos in parallel")
     parser.add_argument("--overwrite", action="store_true", help="rebuild a complete <out>/JHMDB")
-    args = parser.parse_args()
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be >= 1 (1: in this process), got {args.workers}")
+    if args.seed < 0:
+        parser.error(f"--seed must be >= 0, got {args.seed}")
+    if args.frames_per_video < 1:
+        parser.error(f"--frames-per-video must be >= 1, got {args.frames_per_video}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     tic = time.perf_counter()
     if args.make_scored_list:

@@ -14,10 +14,14 @@ import logging
 import sys
 from pathlib import Path
 
+from locater.cli.entry import DEBUG_HELP, command
 from locater.config import ConfigError, load_config
 from locater.engine.vision_pretraining import pretrain_vision_encoder
+from locater.errors import EXIT_NON_FINITE
+from locater.files import write_json_atomic
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
@@ -35,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=None, help="(pretrain_vision.lr)")
     parser.add_argument("--seed", type=int, default=None, help="(pretrain_vision.seed)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument("overrides", nargs="*", help="config overrides key=value")
     args = parser.parse_intermixed_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -55,13 +60,10 @@ def main(argv: list[str] | None = None) -> int:
             seed=pick(args.seed, "seed"),
             progress=not args.no_progress,
         )
-    except FloatingPointError as error:
+    except FloatingPointError as error:  # a non-finite loss, the same code as training's
         print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (ConfigError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    args.out.with_suffix(".json").write_text(json.dumps(summary, indent=2) + "\n")
+        return EXIT_NON_FINITE
+    write_json_atomic(args.out.with_suffix(".json"), summary, indent=2)
     print(json.dumps(summary))
     return 0
 

@@ -9,8 +9,9 @@
 A recipe is a YAML file (format in locater/recipes/spec.py and docs/training.md). Each stage of each variant
 writes OUTPUT/VARIANT/STAGE/ and its resolved config OUTPUT/VARIANT/STAGE.yaml; a rerun skips a finished step
 whose resolved config is identical, resumes an unfinished one, and refuses (exit 2) one whose config differs,
-naming the keys. Exit codes: 0 done, 1 non-finite loss in a training stage, 2 bad recipe, config or input, or a
-refused rerun, 3 a stage stopped before its step count (its time guard): run the same command to resume it.
+naming the keys. Exit codes (docs/exit-codes.md): 0 done, 1 non-finite loss in a training stage, 2 bad recipe,
+config or input, or a refused rerun, 3 a stage stopped before its step count (its time guard): run the same
+command to resume it, 4 disk full or permission, 130 interrupted (a rerun resumes the stage it stopped).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import logging
 import sys
 from pathlib import Path
 
-from locater.config import ConfigError
+from locater.cli.entry import DEBUG_HELP, command
 from locater.recipes import EXIT_BAD_INPUT, RecipeError, describe, load_recipe, plan, run
 from locater.recipes.runner import refusal_message
 
@@ -48,15 +49,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: INFO)"
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.nproc_per_node < 1:
-        print(f"error: --nproc-per-node must be >= 1, got {args.nproc_per_node}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        raise RecipeError(f"--nproc-per-node must be >= 1, got {args.nproc_per_node}")
     try:
         recipe = load_recipe(args.recipe)
         if args.output_dir is not None:
@@ -70,12 +72,8 @@ def main(argv: list[str] | None = None) -> int:
                 return EXIT_BAD_INPUT
             return 0
         run(recipe, args.overrides, args.variants, nproc_per_node=args.nproc_per_node)
-    except RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return error.exit_code
-    except (ConfigError, FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except KeyError as error:  # a report naming a metric the evaluation does not write
+        raise RecipeError(str(error.args[0]) if error.args else str(error)) from error
     print(f"recipe finished; outputs in {recipe.output_dir}")
     return 0
 

@@ -7,8 +7,9 @@
 
 Every key of the config (locater/defaults/*.yaml) can be overridden as a dotted key=value (values are YAML).
 Writes <output_dir>/config.yaml, checkpoints/{step_*.pt,last.pt,best.pt}, tensorboard/, log.jsonl and
-summary.json. Exit codes: 0 done (or stopped by stop_at_step / max_minutes: resume=auto continues), 1 non-finite
-loss, 2 bad config or input.
+summary.json (written whole, last). Exit codes (docs/exit-codes.md): 0 done (or stopped by stop_at_step /
+max_minutes: resume=auto continues), 1 non-finite loss, 2 bad config or input, 4 disk full or permission (the
+previous checkpoint stays valid), 130 interrupted (Ctrl-C: nothing half-written; resume=auto continues).
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import logging
 import sys
 from pathlib import Path
 
-from locater.checkpoint import CheckpointError
-from locater.config import ConfigError, load_config
-from locater.data.frames import DataError
+from locater.cli.entry import DEBUG_HELP, command
+from locater.config import load_config
 from locater.engine import distributed
-from locater.engine.trainer import NonFiniteLossError, train
+from locater.engine.trainer import train
+from locater.files import write_json_atomic
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,26 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: INFO)"
     )
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="read a checkpoint (init or resume) that needs full unpickling (it can run code): only files you trust",
+    )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        cfg = load_config(args.config, args.overrides)
-        result = train(cfg)
-    except NonFiniteLossError as error:
-        print(f"error: {error}", file=sys.stderr)
-        distributed.cleanup()
-        return 1
-    except (ConfigError, CheckpointError, DataError, FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        distributed.cleanup()
-        return 2
+    cfg = load_config(args.config, args.overrides)
+    result = train(cfg, trust_checkpoint=args.trust_checkpoint)
     if distributed.is_main_process():
         summary = dataclasses.asdict(result)
-        (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(Path(cfg.output_dir) / "summary.json", summary, indent=2)
         print(json.dumps(summary, indent=2))
     distributed.cleanup()
     return 0

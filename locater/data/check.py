@@ -3,7 +3,9 @@
 ``python -m locater.data.check ROOT_OR_SPLIT_DIR`` checks one split folder, or every split found under a data
 root (any folder holding a ``*_expressions.json``). It prints the counts of each split and every problem:
 malformed JSON, empty sentences, labels not in the frames, count dict disagreeing with the frames, missing or
-corrupt frame and mask files, masks whose size differs from their frame. Exit code 1 if any problem.
+corrupt frame and mask files, masks whose size differs from their frame, video or expression ids that are not
+plain file names (``../x`` would read and write outside the data and output folders). Exit code 1 if any
+problem; 2 when the path is not a folder or holds no split.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from locater.cli.entry import DEBUG_HELP, command
 from locater.data.frames import DataError, image_size, read_rgb
 from locater.data.layout import LayoutError, LayoutSplit, read_mask_file
 
@@ -116,6 +119,7 @@ def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
+@command
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m locater.data.check",
@@ -133,20 +137,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--decode", action="store_true", help="decode every frame instead of reading PNG headers"
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     args = parser.parse_args(argv)
-    try:
-        splits = find_splits(args.path)
-    except LayoutError as error:
-        print(f"error: {error}")
-        return 1
+    if args.num_global_frames < 0:
+        parser.error(f"--num-global must be >= 0, got {args.num_global_frames}")
+    splits = find_splits(args.path)  # LayoutError (exit 2) when the folder is missing
     if not splits:
-        print(f"error: no split (folder with a *_expressions.json) under {args.path}")
-        return 1
+        raise LayoutError(f"no split (folder with a *_expressions.json) under {args.path}")
     total = 0
     for split_dir in splits:
         try:
             report = check_split(split_dir, args.num_global_frames, args.decode)
-        except LayoutError as error:
+        except DataError as error:  # LayoutError, UnsafePathError: listed with the split's other problems
             report = SplitReport(root=Path(split_dir), problems=[str(error)])
         print(
             f"{report.root}: {report.num_videos} videos, {report.num_expressions} expressions, "

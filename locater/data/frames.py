@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from locater.errors import LocaterError
+from locater.errors import LocaterError, write_failure
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed parameters: the same array gives the same bytes
@@ -19,6 +19,14 @@ PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]  # fixed parameters: the same arra
 
 class DataError(LocaterError, ValueError):
     """A data file is missing, unreadable or inconsistent; the message names the file and the problem."""
+
+
+class UnsafePathError(DataError):
+    """An id from a data file would make a path (or a zip member) leave its root; names the file and the id.
+
+    Raised by :mod:`locater.paths`; defined here, next to :class:`DataError`, so that module imports nothing of
+    ``locater.data`` (whose readers import it).
+    """
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
@@ -72,5 +80,8 @@ def write_png(path: str | Path, image: np.ndarray) -> Path:
         data = encode_png(image)
     except ValueError as error:
         raise ValueError(f"{path}: {error}") from error
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as error:  # disk full, permission: name the file (a failed write() does not)
+        raise write_failure(path, error) from error
     return path

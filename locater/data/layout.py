@@ -17,8 +17,10 @@ JHMDB flavour (``JHMDB/``): ``images/<action>/<video>/<00001>.png``, masks named
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import pickle
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 
 from locater.config import TESTING_TYPES
-from locater.data.frames import DataError, encode_png, read_rgb
+from locater.data.frames import DataError, UnsafePathError, encode_png, image_size, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.files import load_torch, save_torch_atomic, write_bytes_atomic
+from locater.paths import id_parts, safe_component
 
 logger = logging.getLogger(__name__)
 
@@ -202,8 +205,24 @@ class LayoutSplit:
             raise LayoutError(str(error)) from error
 
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
-        """``H x W`` bool mask (a torch-saved tensor of any dtype; leading singleton dims are dropped)."""
-        return read_mask_file(self.mask_path(video, expression, frame))
+        """``H x W`` bool mask (a torch-saved tensor of any dtype; leading singleton dims are dropped).
+
+        The mask must have its frame's size (read from the PNG header): a ground truth of another size would
+        otherwise be resized and scored without complaint. :class:`LayoutError` names the mask file and both sizes.
+        """
+        path = self.mask_path(video, expression, frame)
+        mask = read_mask_file(path)
+        frame_path = self.frame_path(video, frame)
+        try:
+            size = image_size(frame_path)
+        except DataError as error:
+            raise LayoutError(str(error)) from error
+        if tuple(mask.shape) != tuple(size):
+            raise LayoutError(
+                f"{path}: mask is {mask.shape[0]} x {mask.shape[1]} (H x W), its frame {frame_path} is "
+                f"{size[0]} x {size[1]} (video {video!r}, expression {expression!r}, frame {frame})"
+            )
+        return mask
 
     def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
         """Frame ids of the global memory at test time: centres of ``num_global_frames`` segments (official rule)."""
@@ -223,14 +242,48 @@ class LayoutSplit:
         return grouped
 
 
+# why a layout file refused by the safe reader is refused, and what to do about it
+UNSAFE_LAYOUT_FILE = (
+    "holds Python objects beyond tensors and plain values; rewrite it with tensors (the converters do)"
+)
+
+
+def _refused_for_objects(error: Exception) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refused a file for holding objects it will not unpickle."""
+    return isinstance(error, pickle.UnpicklingError) and "Weights only load failed" in str(error)
+
+
+def _numpy_integer_globals() -> list:
+    """What unpickles a numpy integer scalar (a frame count saved as ``np.int64``): the scalar constructor (also
+    under its numpy 1 name), ``np.dtype`` and the integer dtype classes. None of them runs code."""
+    core = getattr(np, "_core", None) or np.core
+    scalar = core.multiarray.scalar
+    allowed: list = [
+        np.dtype,
+        scalar,
+        (scalar, "numpy.core.multiarray.scalar"),
+        (scalar, "numpy._core.multiarray.scalar"),
+    ]
+    dtypes = getattr(np, "dtypes", None)
+    for size in ("Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64", "Long", "ULong"):
+        if hasattr(dtypes, f"{size}DType"):
+            allowed.append(getattr(dtypes, f"{size}DType"))
+    return allowed
+
+
 def read_mask_file(path: Path) -> np.ndarray:
-    """Read a torch-saved mask as an ``H x W`` bool array; :class:`LayoutError` naming the file otherwise."""
+    """Read a torch-saved mask as an ``H x W`` bool array; :class:`LayoutError` naming the file otherwise.
+
+    Read with ``weights_only=True``: a mask file that holds other Python objects (which could run code when
+    unpickled) is refused, never executed."""
     if not path.is_file():
         raise LayoutError(f"mask file missing: {path}")
     try:
-        mask = load_torch(path, weights_only=False)
+        mask = load_torch(path, weights_only=True)
         mask = torch.as_tensor(mask)
     except Exception as error:
+        if _refused_for_objects(error):
+            raise LayoutError(f"{path}: {UNSAFE_LAYOUT_FILE}") from error
         raise LayoutError(f"{path}: cannot read mask ({error})") from error
     while mask.dim() > 2 and mask.shape[0] == 1:
         mask = mask[0]
@@ -251,6 +304,12 @@ class _Problems:
             raise LayoutError(message)
         self.found.append(message)
 
+    def add_error(self, error: DataError) -> None:
+        """A problem that has its own error type (e.g. :class:`UnsafePathError`): raised as is when strict."""
+        if self.strict:
+            raise error
+        self.found.append(str(error))
+
 
 def _read_counts(root: Path, problems: _Problems) -> tuple[Path | None, dict[str, int]]:
     present = [root / name for name in COUNT_FILES if (root / name).is_file()]
@@ -260,10 +319,15 @@ def _read_counts(root: Path, problems: _Problems) -> tuple[Path | None, dict[str
     if len(present) > 1:
         problems.add(f"{root}: both {COUNT_FILES[0]} and {COUNT_FILES[1]} exist; keep one")
     path = present[0]
-    try:
-        raw = load_torch(path, weights_only=False)
+    try:  # tensors and plain values only (numpy integer counts too): a crafted file is refused, never run
+        allow = getattr(torch.serialization, "safe_globals", None)  # torch >= 2.5
+        with allow(_numpy_integer_globals()) if allow else contextlib.nullcontext():
+            raw = load_torch(path, weights_only=True)
     except Exception as error:
-        problems.add(f"{path}: cannot read ({error})")
+        if _refused_for_objects(error):
+            problems.add(f"{path}: {UNSAFE_LAYOUT_FILE}")
+        else:
+            problems.add(f"{path}: cannot read ({error})")
         return path, {}
     if not isinstance(raw, dict):
         problems.add(f"{path}: expected a dict of frame counts, got {type(raw).__name__}")
@@ -315,6 +379,11 @@ def _read_samples(
     samples = []
     for video, entry in data.items():
         where = f"{path}: video {video!r}"
+        try:  # ids become paths (frame folders, mask files, saved masks): a ``../`` id would leave the root
+            id_parts(video, "video id", path)
+        except UnsafePathError as error:
+            problems.add_error(error)
+            continue
         if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list):
             problems.add(f"{where}: needs a 'frames' list")
             continue
@@ -335,6 +404,11 @@ def _read_samples(
         frame_set = set(frames)
         for obj, expression in entry["expressions"].items():
             here = f"{where}, expression {obj!r}"
+            try:
+                safe_component(str(obj), "expression id", where)
+            except UnsafePathError as error:
+                problems.add_error(error)
+                continue
             if not isinstance(expression, dict) or "exp" not in expression:
                 problems.add(f"{here}: needs 'exp'")
                 continue
@@ -390,7 +464,7 @@ class LayoutWriter:
 
     def write_frame(self, video: str, frame: int, rgb: np.ndarray) -> Path:
         """Write an ``H x W x 3`` uint8 RGB frame (1-indexed) as PNG."""
-        path = self.root / FRAME_DIRS[self.flavour] / video / f"{frame_id(frame)}.png"
+        path = self.root / FRAME_DIRS[self.flavour] / self._video_dir(video) / f"{frame_id(frame)}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
         if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"{path}: expected an H x W x 3 uint8 frame, got {rgb.dtype} {rgb.shape}")
@@ -399,6 +473,8 @@ class LayoutWriter:
 
     def write_mask(self, video: str, obj: str, frame: int, mask: np.ndarray) -> Path:
         """Save an ``H x W`` mask as a uint8 tensor."""
+        self._video_dir(video)
+        safe_component(str(obj), "expression id", self.root / self.expressions_name)
         path = self.root / "mask" / f"{video.replace('/', '_')}_{obj}_{frame_id(frame)}.pth"
         array = np.asarray(mask)
         if array.ndim != 2:
@@ -410,6 +486,7 @@ class LayoutWriter:
         """Register a video with its frame count and the frames the model runs over (default all)."""
         if self.flavour == "jhmdb" and "/" not in video:
             raise ValueError(f"JHMDB video ids are 'action/video', got {video!r}")
+        self._video_dir(video)
         frames = list(range(1, num_frames + 1)) if frames is None else frames
         self.videos[video] = {"frames": [frame_id(f) for f in frames], "expressions": OrderedDict()}
         self.counts[video] = int(num_frames)
@@ -418,12 +495,17 @@ class LayoutWriter:
         """Register an expression (object ``obj``) of a video with its labelled frames."""
         if video not in self.videos:
             raise KeyError(f"add_video({video!r}) first")
+        safe_component(str(obj), "expression id", self.root / self.expressions_name)
         if not sentence.strip():
             raise ValueError(f"video {video!r}, expression {obj!r}: empty sentence")
         self.videos[video]["expressions"][str(obj)] = {
             "exp": sentence,
             "labels": [frame_id(f) for f in labels],
         }
+
+    def _video_dir(self, video: str) -> Path:
+        """The video's folder below the frame folder; :class:`UnsafePathError` for an id that would leave it."""
+        return Path(*id_parts(video, "video id", self.root / self.expressions_name))
 
     def close(self) -> None:
         """Write the expressions JSON and the frame-count dict, each atomically."""

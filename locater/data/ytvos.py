@@ -32,6 +32,7 @@ from locater.data.frames import DataError, encode_png, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.data.layout import ExpressionSample
 from locater.files import replace_file, temporary_path
+from locater.paths import safe_archive_name, safe_component
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +78,7 @@ class YTVOSSplit:
     split: str
     samples: list[ExpressionSample] = field(default_factory=list)
     object_ids: dict[tuple[str, str], int] = field(default_factory=dict)
+    meta_file: Path | None = None  # the meta file the ids come from (named by errors)
 
     @classmethod
     def open(cls, root: str | Path, split: str = "train") -> YTVOSSplit:
@@ -87,7 +89,7 @@ class YTVOSSplit:
         if not (root / split / "JPEGImages").is_dir():
             raise YTVOSError(f"{root / split / 'JPEGImages'}: folder missing\n{EXPECTED_LAYOUT}")
         path = meta_path(root, split)
-        ytvos = cls(root=root, split=split)
+        ytvos = cls(root=root, split=split, meta_file=path)
         ytvos.samples, ytvos.object_ids = _read_meta(path, with_objects=split == "train")
         return ytvos
 
@@ -124,8 +126,21 @@ class YTVOSSplit:
             raise YTVOSError(f"{path}: cannot decode annotation ({error})") from error
 
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
-        """``H x W`` bool mask of the object the expression refers to."""
-        return self.load_annotation(video, frame) == self.object_ids[(video, expression)]
+        """``H x W`` bool mask of the object the expression refers to; :class:`YTVOSError` naming the annotation
+        file when its size is not its frame's (it would otherwise be resized and scored without complaint)."""
+        annotation = self.load_annotation(video, frame)
+        frame_path = self.frame_path(video, frame)
+        try:
+            with Image.open(frame_path) as image:  # reads the header only
+                width, height = image.size
+        except OSError as error:
+            raise YTVOSError(f"{frame_path}: cannot read the frame ({error})") from error
+        if annotation.shape != (height, width):
+            raise YTVOSError(
+                f"{self.annotation_path(video, frame)}: annotation is {annotation.shape[0]} x "
+                f"{annotation.shape[1]} (H x W), its frame {frame_path} is {height} x {width}"
+            )
+        return annotation == self.object_ids[(video, expression)]
 
     def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
         """Frames at the centres of ``num_global_frames`` segments of the listed frames."""
@@ -158,13 +173,16 @@ def _read_meta(path: Path, with_objects: bool) -> tuple[list[ExpressionSample], 
     samples, object_ids = [], {}
     for video, entry in data["videos"].items():
         where = f"{path}: video {video!r}"
+        # ids become paths (frames, annotations) and zip member names: a ``../`` id would leave the folder
+        safe_component(video, "video id", path)
         if not isinstance(entry, dict) or not isinstance(entry.get("frames"), list) or not entry["frames"]:
             raise YTVOSError(f"{where}: needs a non-empty 'frames' list")
         if not isinstance(entry.get("expressions"), dict):
             raise YTVOSError(f"{where}: needs an 'expressions' object")
-        frames = sorted({str(f) for f in entry["frames"]})
+        frames = sorted({safe_component(str(f), "frame name", where) for f in entry["frames"]})
         for exp_id, expression in entry["expressions"].items():
             here = f"{where}, expression {exp_id!r}"
+            safe_component(str(exp_id), "expression id", where)
             sentence = expression.get("exp") if isinstance(expression, dict) else None
             if not isinstance(sentence, str) or not sentence.strip():
                 raise YTVOSError(f"{here}: empty sentence")
@@ -201,6 +219,7 @@ class SubmissionWriter:
 
     def __init__(self, zip_path: str | Path, split: YTVOSSplit) -> None:
         self.zip_path = Path(zip_path)
+        self.source = split.meta_file or split.root  # where the ids come from, named when one is unsafe
         self.expected = {
             (s.video, s.expression): set(s.frames) for s in split.samples
         }  # (video, exp_id) -> frame names
@@ -231,7 +250,8 @@ class SubmissionWriter:
             raise SubmissionError(f"{self.zip_path}: frame {frame!r} not listed for video {video!r}")
         if (video, key[1], frame) in self.written:
             raise SubmissionError(f"{self.zip_path}: {video}/{expression}/{frame} added twice")
-        info = zipfile.ZipInfo(f"Annotations/{video}/{expression}/{frame}.png", date_time=ZIP_DATE)
+        name = safe_archive_name("Annotations", video, str(expression), f"{frame}.png", source=self.source)
+        info = zipfile.ZipInfo(name, date_time=ZIP_DATE)
         info.compress_type = zipfile.ZIP_DEFLATED
         self.archive.writestr(info, png)
         self.written.add((video, key[1], frame))

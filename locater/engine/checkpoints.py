@@ -9,14 +9,19 @@ Layout of ``<output_dir>/checkpoints/``::
 Every file is written to a temporary name in the same folder, synced and renamed, so a crash never leaves a
 half-written ``step_*.pt``; its SHA-256 is written first, so a file truncated or corrupted later is detected and
 :meth:`CheckpointManager.load_latest` falls back to the previous one with a warning.
+
+A checkpoint holds tensors and plain Python values only (the RNG states too, see :func:`capture_rng_state`), so
+it reads back with ``torch.load(..., weights_only=True)``: resuming never needs to unpickle arbitrary objects.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import re
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from locater.checkpoint import CheckpointError, read_checkpoint
-from locater.files import atomic_output, link_atomic, sync_directory, write_text_atomic
+from locater.checkpoint import CheckpointError, UnsafeCheckpointError, read_checkpoint
+from locater.files import atomic_output, sync_directory, write_text_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +51,52 @@ def _checksum_path(path: Path) -> Path:
     return path.with_name(path.name + CHECKSUM_SUFFIX)
 
 
+def plain_values(value: Any) -> Any:
+    """``value`` with numpy scalars turned into Python numbers and numpy arrays into tensors (containers walked),
+    so ``torch.load(weights_only=True)`` reads it back: it refuses numpy objects."""
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Mapping):
+        return {key: plain_values(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [plain_values(item) for item in value]
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
 def save_with_checksum(payload: Mapping, path: str | Path) -> Path:
-    """``torch.save`` atomically (:mod:`locater.files`), the checksum file written before the rename."""
+    """``torch.save`` atomically (:mod:`locater.files`), the checksum file written before the rename. Numpy values
+    are stored as Python numbers and tensors (:func:`plain_values`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(path) as tmp:
-        torch.save(dict(payload), tmp)
+        torch.save(plain_values(dict(payload)), tmp)
         write_text_atomic(_checksum_path(path), f"{file_sha256(tmp)} {tmp.stat().st_size}\n")
     sync_directory(path.parent)
     return path
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    target.unlink(missing_ok=True)
+    try:
+        os.link(source, target)
+    except OSError:  # no hard links on this file system: a copy (which needs the space)
+        shutil.copyfile(source, target)
+
+
+def _point_alias(source: Path, alias: Path) -> None:
+    """Point ``alias`` (``last.pt``, ``best.pt``) and its checksum file at ``source``'s.
+
+    Both are linked (or copied) to temporary names first and renamed last, so a copy that fails (a full disk)
+    leaves the previous pair as it was: a checksum file renamed alone would no longer match its checkpoint."""
+    with atomic_output(alias) as tmp:
+        _link_or_copy(source, tmp)
+        with atomic_output(_checksum_path(alias)) as tmp_checksum:
+            _link_or_copy(_checksum_path(source), tmp_checksum)
 
 
 def verify_checksum(path: Path) -> None:
@@ -74,17 +116,21 @@ def verify_checksum(path: Path) -> None:
         raise CheckpointError(f"{path}: SHA-256 differs from {record.name} (corrupt file)")
 
 
-def load_training_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_training_checkpoint(path: str | Path, *, trust_checkpoint: bool = False) -> dict[str, Any]:
     """Read and check a training checkpoint (checksum, readability, required entries).
 
+    ``trust_checkpoint``: unpickle every object the file holds (see :func:`locater.checkpoint.read_checkpoint`),
+    e.g. for a checkpoint written before the RNG states were stored as tensors.
+
     Raises:
+        UnsafeCheckpointError: the file holds Python objects beyond tensors and plain values (not trusted).
         CheckpointError: missing, truncated, corrupt, or not a training checkpoint; the message names the file.
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     verify_checksum(path)
-    payload = dict(read_checkpoint(path))
+    payload = dict(read_checkpoint(path, trust=trust_checkpoint))
     missing = [key for key in REQUIRED_KEYS if key not in payload]
     if missing:
         raise CheckpointError(f"{path}: not a training checkpoint (missing {', '.join(missing)})")
@@ -126,8 +172,7 @@ class CheckpointManager:
         path = save_with_checksum(payload, self.step_path(step))
         for alias, wanted in ((self.last_path, True), (self.best_path, is_best)):
             if wanted:
-                link_atomic(_checksum_path(path), _checksum_path(alias))
-                link_atomic(path, alias)
+                _point_alias(path, alias)
         if self.keep_last > 0:
             for _, old in self.step_files()[: -self.keep_last]:
                 old.unlink()
@@ -136,12 +181,14 @@ class CheckpointManager:
         logger.info("saved checkpoint %s%s", path, " (best)" if is_best else "")
         return path
 
-    def load_latest(self) -> tuple[dict[str, Any], Path] | None:
+    def load_latest(self, *, trust_checkpoint: bool = False) -> tuple[dict[str, Any], Path] | None:
         """The newest checkpoint that passes :func:`load_training_checkpoint`, or ``None`` when there is none.
 
-        A corrupt or truncated file is skipped with a warning and the previous one is tried.
+        A corrupt or truncated file is skipped with a warning and the previous one is tried. A file refused for
+        holding Python objects is not skipped: it is intact, and falling back would silently lose its steps.
 
         Raises:
+            UnsafeCheckpointError: the newest checkpoint needs full unpickling and ``trust_checkpoint`` is false.
             CheckpointError: checkpoints exist but none of them is valid.
         """
         candidates = [path for _, path in reversed(self.step_files())]
@@ -150,7 +197,9 @@ class CheckpointManager:
         problems = []
         for path in candidates:
             try:
-                return load_training_checkpoint(path), path
+                return load_training_checkpoint(path, trust_checkpoint=trust_checkpoint), path
+            except UnsafeCheckpointError:
+                raise
             except CheckpointError as error:
                 problems.append(str(error))
                 logger.warning("skipping checkpoint %s: %s; trying the previous one", path.name, error)
@@ -160,10 +209,24 @@ class CheckpointManager:
 
 
 def capture_rng_state() -> dict[str, Any]:
-    """This process's python, numpy, torch CPU and CUDA generator states."""
+    """This process's python, numpy, torch CPU and CUDA generator states, as tensors and plain values only (a
+    checkpoint must read back with ``weights_only=True``, which refuses numpy arrays):
+
+    * ``python``: ``random.getstate()``, a tuple of ints (and ``None`` or a float);
+    * ``numpy``: ``{"bit_generator": str, "state": int64 tensor of the key array, "pos": int, "has_gauss": int,
+      "cached_gaussian": float}`` (the fields of ``np.random.get_state()``);
+    * ``torch`` and ``cuda``: the generators' own byte tensors.
+    """
+    kind, keys, pos, has_gauss, cached_gaussian = np.random.get_state()
     state: dict[str, Any] = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": {
+            "bit_generator": str(kind),
+            "state": torch.from_numpy(np.asarray(keys).astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached_gaussian),
+        },
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -171,10 +234,36 @@ def capture_rng_state() -> dict[str, Any]:
     return state
 
 
+def _numpy_state(saved: Any) -> tuple:
+    """``np.random.set_state``'s tuple from :func:`capture_rng_state`'s dict, or the older layout (that tuple
+    itself, holding an ndarray: only in checkpoints read with trust)."""
+    if not isinstance(saved, Mapping):
+        kind, keys, *rest = saved
+        return (kind, keys.numpy() if isinstance(keys, torch.Tensor) else keys, *rest)
+    keys = saved["state"]
+    keys = keys.numpy() if isinstance(keys, torch.Tensor) else np.asarray(keys)
+    return (
+        str(saved["bit_generator"]),
+        keys.astype(np.uint32),
+        int(saved["pos"]),
+        int(saved["has_gauss"]),
+        float(saved["cached_gaussian"]),
+    )
+
+
+def _python_state(saved: Any) -> tuple:
+    """``random.setstate``'s nested tuple (a round trip through other containers may give lists or a tensor)."""
+    version, internal, gauss_next = saved
+    if isinstance(internal, torch.Tensor):
+        internal = internal.tolist()
+    return (int(version), tuple(int(x) for x in internal), gauss_next)
+
+
 def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Inverse of :func:`capture_rng_state`."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    """Inverse of :func:`capture_rng_state` (also accepts the older numpy layout, an ``np.random.get_state()``
+    tuple)."""
+    random.setstate(_python_state(state["python"]))
+    np.random.set_state(_numpy_state(state["numpy"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])

@@ -20,18 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
 from locater.config import TESTING_TYPES, Config
+from locater.data.frames import write_png
 from locater.data.layout import KINDED_DATASETS, LayoutError, LayoutSplit, resolve_split_dir
 from locater.engine import distributed
 from locater.engine.amp import autocast_for
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
 from locater.model.locater import Locater, LocaterState
+from locater.paths import contained_path
 from locater.prefetch import Prefetcher
 from locater.preprocess import logits_to_masks, preprocess_frames
 from locater.tokenizer import tokenize
@@ -215,6 +216,7 @@ def evaluate_layout_split(
     autocast = autocast_for(device.type, amp)
     records: list[FrameRecord] = []
     labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
+    ids_source = getattr(split, "expressions_file", None) or split.root
 
     def score(plan: _VideoPlan, frame: str, logits: torch.Tensor) -> None:
         for row, sample in enumerate(plan.samples):
@@ -226,9 +228,16 @@ def evaluate_layout_split(
             )
             if save_masks_dir is not None:
                 mask = logits_to_masks(logits[row, 0].float(), target.shape).cpu().numpy()
-                out = Path(save_masks_dir) / plan.video / sample.expression / f"{frame}.png"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                cv2.imwrite(str(out), mask.astype(np.uint8) * 255)
+                # the ids come from the expressions file: the mask stays under save_masks_dir whatever they hold
+                out = contained_path(
+                    save_masks_dir,
+                    plan.video,
+                    sample.expression,
+                    f"{frame}.png",
+                    source=ids_source,
+                    what="video or expression id",
+                )
+                write_png(out, mask.astype(np.uint8) * 255)
 
     frames_done = vision_passes = 0
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)

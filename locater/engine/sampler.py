@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import random
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -24,6 +25,7 @@ from locater.data.synthetic.stream import SyntheticClipStream
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.data.ytvos import YTVOSSplit
 from locater.engine import distributed
+from locater.errors import LocaterError
 
 
 class TrainingSampler(Sampler):
@@ -159,6 +161,44 @@ def build_train_dataset(cfg: Config) -> Dataset:
         train=True,
         seed=cfg.seed,
     )
+
+
+_WORKER_ERROR = re.compile(r"Caught \w+ in DataLoader worker process \d+\.")
+
+
+def unwrap_worker_error(error: BaseException) -> BaseException:
+    """The named error a DataLoader worker raised, as its own type with its own one-line message.
+
+    torch re-raises a worker's exception in the main process as the same type, but with the message
+    ``Caught X in DataLoader worker process N.`` followed by the worker's traceback text; the user would see that
+    text where a :class:`~locater.errors.LocaterError` promises one line naming the file. Its last line
+    ``module.X: message`` gives the message back. Any other error (a bug: its traceback is the useful part) is
+    returned as it is, and so is one that cannot be rebuilt.
+    """
+    if not isinstance(error, LocaterError) or not _WORKER_ERROR.match(str(error)):
+        return error
+    kind = type(error)
+    prefixes = (f"{kind.__module__}.{kind.__qualname__}: ", f"{kind.__qualname__}: ")
+    for line in reversed(str(error).splitlines()):
+        for prefix in prefixes:
+            if line.startswith(prefix):
+                try:
+                    return kind(line[len(prefix) :].strip())
+                except Exception:  # a constructor with other arguments: keep torch's message
+                    return error
+    return error
+
+
+def next_batch(batches: Iterator) -> object:
+    """``next(batches)``, with a named error of a DataLoader worker given back as it was raised
+    (:func:`unwrap_worker_error`); the worker's traceback stays attached as the cause (``--debug`` prints it)."""
+    try:
+        return next(batches)
+    except LocaterError as error:
+        unwrapped = unwrap_worker_error(error)
+        if unwrapped is error:
+            raise
+        raise unwrapped from error
 
 
 def build_loader(dataset: Dataset, cfg: Config, info: distributed.DistInfo, start: int) -> DataLoader:

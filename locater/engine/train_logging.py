@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from locater.files import write_text_atomic
+
 logger = logging.getLogger(__name__)
 
 
@@ -60,6 +62,40 @@ class TrainLogger:
                 self.writer.add_scalar(key, value, step)
         self.jsonl.write(json.dumps(record) + "\n")
         self.jsonl.flush()
+
+    def drop_after(self, step: int) -> None:
+        """Forget what was logged after ``step``: a run resumed from the checkpoint of ``step`` runs those steps
+        again, so each step is logged once.
+
+        ``log.jsonl`` is rewritten (atomically) without the records of later steps, and without a line cut short
+        by a crash; the TensorBoard writer is reopened with ``purge_step`` so TensorBoard drops its later events.
+        """
+        if not self.enabled:
+            return
+        path = Path(self.jsonl.name)
+        self.jsonl.close()
+        kept, dropped = [], 0
+        for line in path.read_text().splitlines():
+            try:
+                keep = int(json.loads(line)["step"]) <= step
+            except (ValueError, KeyError, TypeError):  # not a record: a line cut short by a crash
+                keep = False
+            if keep:
+                kept.append(line)
+            else:
+                dropped += 1
+        if dropped:
+            write_text_atomic(path, "".join(f"{line}\n" for line in kept))
+            logger.info(
+                "%s: dropped %d records after step %d, which this run logs again", path, dropped, step
+            )
+        self.jsonl = path.open("a")
+        if self.writer is not None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            log_dir = self.writer.get_logdir()
+            self.writer.close()
+            self.writer = SummaryWriter(log_dir, purge_step=step + 1)
 
     def config(self, cfg: Mapping) -> None:
         """The resolved config as TensorBoard text."""

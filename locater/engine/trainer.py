@@ -47,7 +47,7 @@ from locater.engine.checkpoints import (
 )
 from locater.engine.losses import LossWeights, segmentation_loss
 from locater.engine.optim import LRSchedule, build_optimizer, learning_rates
-from locater.engine.sampler import build_loader, build_train_dataset
+from locater.engine.sampler import build_loader, build_train_dataset, next_batch
 from locater.engine.train_logging import TrainLogger, peak_memory_mb
 from locater.engine.validation import (
     evaluate_validation_splits,
@@ -56,7 +56,7 @@ from locater.engine.validation import (
     resolve_validation_splits,
     selection_value,
 )
-from locater.errors import EXIT_NON_FINITE, LocaterError
+from locater.errors import EXIT_NON_FINITE, InterruptedRun, LocaterError
 from locater.model.loading import build_model
 
 logger = logging.getLogger(__name__)
@@ -98,9 +98,10 @@ def weight_fingerprint(model: torch.nn.Module) -> str:
 class Trainer:
     """Builds everything from a resolved config and runs the loop (:meth:`fit`)."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, trust_checkpoint: bool = False) -> None:
         self.cfg = cfg
         self.t = cfg.train
+        self.trust_checkpoint = trust_checkpoint  # resume / pretrained.checkpoint may need full unpickling
         if self.t.accumulate < 1 or self.t.batch_size < 1 or self.t.clip_length < 1:
             raise ValueError("train.accumulate, train.batch_size and train.clip_length must be >= 1")
         self.info = distributed.init_distributed(cfg.device)
@@ -111,7 +112,7 @@ class Trainer:
         self.checkpoints = CheckpointManager(self.output_dir / "checkpoints", self.t.keep_last)
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.model = build_model(cfg).to(self.device)
+        self.model = build_model(cfg, trust_checkpoint=trust_checkpoint).to(self.device)
         self.model.train()
         distributed.seed_everything(cfg.seed, self.info.rank)
         self.teacher_generator = torch.Generator().manual_seed(cfg.seed * 7919 + self.info.rank)
@@ -135,7 +136,7 @@ class Trainer:
         if resume in (None, "", False):
             return
         if resume == "auto":
-            found = self.checkpoints.load_latest()
+            found = self.checkpoints.load_latest(trust_checkpoint=self.trust_checkpoint)
             if found is None:
                 logger.info(
                     "resume=auto: no checkpoint in %s yet, starting from scratch", self.checkpoints.directory
@@ -144,7 +145,7 @@ class Trainer:
             payload, path = found
         else:
             path = Path(str(resume))
-            payload = load_training_checkpoint(path)
+            payload = load_training_checkpoint(path, trust_checkpoint=self.trust_checkpoint)
         try:
             self.model.load_state_dict(payload["model"])
         except RuntimeError as error:
@@ -282,9 +283,45 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------------- fit
     def fit(self) -> TrainResult:
-        """Train until ``max_steps``, ``stop_at_step`` or ``max_minutes``; returns what happened."""
+        """Train until ``max_steps``, ``stop_at_step`` or ``max_minutes``; returns what happened.
+
+        Raises:
+            InterruptedRun: Ctrl-C (or SIGTERM, which the command wrapper turns into one). Nothing is saved on the
+                way out: a checkpoint is only ever written whole (an interrupted save leaves the previous one), so
+                the run goes on from the newest one with ``resume=auto``; the message names it.
+        """
+        self._bar: tqdm | None = None
+        try:
+            return self._fit()
+        except KeyboardInterrupt:
+            interrupted = self._interrupted()
+        finally:  # on every way out (closing twice is harmless): no stray progress bar before the error line
+            if self._bar is not None:
+                self._bar.close()
+            self.log.close()
+        # raised outside the handler, so the interrupted frames (and a DataLoader's workers) are let go now
+        raise interrupted
+
+    def _interrupted(self) -> InterruptedRun:
+        """The one line that says where the run stopped and which checkpoint a resume starts from."""
+        started = self._bar is not None
+        where = f"at step {min(self.step + 1, self.t.max_steps)}" if started else "while starting"
+        saved = self.checkpoints.step_files()
+        last = self.checkpoints.last_path
+        if saved or last.is_file():
+            kept = f"{saved[-1][1]} (step {saved[-1][0]})" if saved else str(last)
+            return InterruptedRun(
+                f"interrupted {where}; the last checkpoint is {kept}: resume with the same command and resume=auto"
+            )
+        return InterruptedRun(
+            f"interrupted {where}; no checkpoint was saved yet: rerun the same command to start over"
+        )
+
+    def _fit(self) -> TrainResult:
         cfg, t = self.cfg, self.t
         self._resume()
+        if cfg.resume not in (None, "", False):
+            self.log.drop_after(self.step)  # the steps after the checkpoint run again: each is logged once
         if self.info.is_main:
             save_config(cfg, self.output_dir / "config.yaml")
             self.log.config(cfg.to_dict())
@@ -298,7 +335,7 @@ class Trainer:
         params = [p for p in self.model.parameters() if p.requires_grad]
         samples_per_micro = t.batch_size * self.info.world_size
         self.start_time = time.perf_counter()
-        bar = tqdm(
+        bar = self._bar = tqdm(
             total=t.max_steps,
             initial=self.step,
             unit="step",
@@ -323,7 +360,7 @@ class Trainer:
             terms_sum: dict[str, float] = {}
             loss_finite = True
             for micro in range(t.accumulate):
-                batch = next(batches)
+                batch = next_batch(batches)
                 sync = micro == t.accumulate - 1 or not self.info.distributed
                 with contextlib.nullcontext() if sync else network.no_sync():
                     loss, terms = self._micro_step(network, batch)
@@ -412,6 +449,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def train(cfg: Config) -> TrainResult:
-    """Run training as ``cfg`` says (see ``locater/defaults/train.yaml``); returns the :class:`TrainResult`."""
-    return Trainer(cfg).fit()
+def train(cfg: Config, *, trust_checkpoint: bool = False) -> TrainResult:
+    """Run training as ``cfg`` says (see ``locater/defaults/train.yaml``); returns the :class:`TrainResult`.
+
+    ``trust_checkpoint``: the resumed checkpoint and ``pretrained.checkpoint`` may be read with full unpickling,
+    which can run code (only for trusted files, e.g. checkpoints written before RNG states were tensors)."""
+    return Trainer(cfg, trust_checkpoint=trust_checkpoint).fit()

@@ -32,6 +32,11 @@ from locater.pretrained import load_imagenet_vit
 
 logger = logging.getLogger(__name__)
 
+PLAIN_STATE_HINT = (
+    "a plain state dict stores no config: pass the model.* overrides it was trained with (e.g. "
+    "model.embed_dim=...), or load a training checkpoint / safetensors export, which store it"
+)
+
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else the CPU; any other name as ``torch.device``."""
@@ -57,20 +62,27 @@ def resolve_config(cfg: str | Path | Mapping | None) -> Config:
     return load_config({"model": dict(cfg)})
 
 
-def build_model(cfg: str | Path | Mapping | None = None) -> Locater:
+def build_model(cfg: str | Path | Mapping | None = None, *, trust_checkpoint: bool = False) -> Locater:
     """Build Locater from a YAML path, a config (full, or only its ``model`` section) or ``None`` (the released
     architecture). ``pretrained.*`` entries of a full config are applied too (local files only):
     ``pretrained.checkpoint`` gives every weight (it must fit the configured model exactly, so a
-    ``pretrained.vit`` beside it is not read), else ``pretrained.vit`` initialises the vision encoder."""
+    ``pretrained.vit`` beside it is not read), else ``pretrained.vit`` initialises the vision encoder.
+    ``trust_checkpoint``: read ``pretrained.checkpoint`` / ``pretrained.vit`` even if it needs full unpickling
+    (see :func:`load_model`).
+    """
     config = resolve_config(cfg)
     pretrained = config.pretrained
     if pretrained.checkpoint:
         if pretrained.vit:
             logger.info("pretrained.checkpoint gives every weight: pretrained.vit is not read")
-        return load_model(pretrained.checkpoint, cfg=config, strict=True).train()
+        return load_model(
+            pretrained.checkpoint, cfg=config, strict=True, trust_checkpoint=trust_checkpoint
+        ).train()
     model = build_model_from_section(config.model)
     if pretrained.vit:
-        load_imagenet_vit(model, pretrained.vit, into_fusion=pretrained.vit_into_fusion)
+        load_imagenet_vit(
+            model, pretrained.vit, into_fusion=pretrained.vit_into_fusion, trust_checkpoint=trust_checkpoint
+        )
     return model
 
 
@@ -87,6 +99,8 @@ def from_official(
     local_mem_size: float | None = None,
     N1: int | None = None,  # noqa: N803 (the official argument name)
     mask_history: bool | None = None,
+    *,
+    trust_checkpoint: bool = False,
     **model_overrides: Any,
 ) -> Locater:
     """Build Locater from an official checkpoint, inferring image size, patch size, K and every depth.
@@ -99,12 +113,13 @@ def from_official(
             stored in the weights.
         N1: number of frames that build the global memory (official default 3).
         mask_history: write the predicted mask into the local memory (default true).
+        trust_checkpoint: read a file that needs full unpickling (it can run code; see :func:`load_model`).
         model_overrides: other ``model`` config entries (nested dicts allowed), e.g. ``memory_heads=8``.
 
     Returns:
         The model in eval mode with the weights loaded.
     """
-    state = read_state_dict(checkpoint)
+    state = read_state_dict(checkpoint, trust=trust_checkpoint)
     entries: dict[str, Any] = {}
     if global_mem_size is not None:
         entries.setdefault("global_memory", {})["size"] = float(global_mem_size)
@@ -126,41 +141,49 @@ def load_model(
     *,
     cfg: Mapping | None = None,
     strict: bool = False,
+    trust_checkpoint: bool = False,
 ) -> Locater:
     """The model of a checkpoint file, ready for inference.
 
     Where its ``model`` section comes from:
 
     * ``cfg`` given (a full config): ``cfg.model``; the weights must fit it.
-    * Our training checkpoints (``{"model": weights, "config": resolved config}``): the stored ``model`` section.
+    * Our training checkpoints (``{"model": weights, "config": resolved config}``) and our safetensors exports
+      (``locater-export``, the ``model_config`` metadata): the stored ``model`` section.
     * Official checkpoints (with or without ``module.``) and plain state dicts: the architecture inferred from the
       tensors; what the tensors cannot tell (head counts, memory sizes, the number of global frames) takes the
       released values.
 
     Args:
-        checkpoint: the checkpoint file (ours or official).
+        checkpoint: the checkpoint file (ours, official, or a ``.safetensors`` file).
         device: where the model goes (``"auto"``, ``"cpu"``, ``"cuda:N"`` or a ``torch.device``).
         overrides: dotted ``model.*=value`` entries applied on top (e.g. ``model.global_memory.num_frames=5``,
             ``model.local_memory.size=0``).
         cfg: a full config whose ``model`` section builds the model.
         strict: every key of the model must be in the checkpoint; otherwise the auxiliary heads may be absent
             (checkpoints exported without them).
+        trust_checkpoint: unpickle every object the file holds (``weights_only=False``). A crafted file runs code
+            then: only for files from a trusted source that the safe reader refuses (e.g. training checkpoints
+            written before the RNG states were stored as tensors). By default only tensors and plain values load.
 
     Returns:
         The model in eval mode on ``device``; ``model.model_config`` holds its resolved ``model`` section.
 
     Raises:
         ConfigError: an override that is unknown, of the wrong type or outside ``model.*`` (before the file is read).
-        CheckpointError: the file is missing or unreadable, or its weights do not fit the model (every missing,
-            unexpected and mis-shaped key listed); the message names the file.
+        CheckpointError: the file is missing or unreadable, holds Python objects and ``trust_checkpoint`` is false
+            (:class:`~locater.checkpoint.UnsafeCheckpointError`), or its weights do not fit the model (every
+            missing, unexpected and mis-shaped key listed; for a plain state dict, which stores no config, with a
+            hint to pass the ``model.*`` overrides it was trained with); the message names the file.
     """
     path = Path(checkpoint)
     load_config(None, list(overrides))  # unknown keys and wrong types fail here, before the file is read
     tree = parse_overrides(overrides)
     if set(tree) - {"model"}:
         raise ConfigError(f"only model.* overrides apply at inference, got {sorted(set(tree) - {'model'})}")
-    raw = read_checkpoint(path)
+    raw = read_checkpoint(path, trust=trust_checkpoint)
     stored = raw.get("config")
+    plain = False  # the architecture is guessed from the tensors: the file stores no config
     try:
         state = read_state_dict(raw)
         if cfg is not None:
@@ -168,10 +191,14 @@ def load_model(
         elif isinstance(stored, Mapping) and isinstance(stored.get("model"), Mapping):
             section = load_config({"model": dict(stored["model"])}, list(overrides)).model
         else:
+            plain = True
             section = _inferred_section(state, tree.get("model", {}))
         model = build_model_from_section(section)
         load_checkpoint(model, state, strict=strict)
     except CheckpointError as error:
-        raise CheckpointError(str(error).replace("<state dict>", str(path))) from error
+        message = str(error).replace("<state dict>", str(path))
+        if plain and "does not fit the model" in message:
+            message += f"\n{PLAIN_STATE_HINT}"
+        raise CheckpointError(message) from error
     logger.info("loaded %s", path)
     return model.to(resolve_device(device)).eval()

@@ -48,15 +48,18 @@ from locater.config import (
 )
 from locater.errors import (  # noqa: F401  (re-exported by locater.recipes)
     EXIT_BAD_INPUT,
+    EXIT_INTERRUPTED,
     EXIT_NON_FINITE,
     EXIT_NOT_FINISHED,
     EXIT_OK,
+    EXIT_OUTPUT,
     LocaterError,
 )
 from locater.files import write_text_atomic
 from locater.recipes.spec import Recipe
 
 logger = logging.getLogger(__name__)
+
 
 class RecipeError(LocaterError):
     """A recipe run that cannot go on; ``exit_code`` says why (see the EXIT_* constants)."""
@@ -312,7 +315,10 @@ def _run_step(step: Step, tools: dict[str, Tool], nproc_per_node: int) -> None:
         argv += ["--checkpoint", str(step.checkpoint), "--output-dir", str(step.directory), "--no-progress"]
     code = _launch(step, argv, tools, nproc_per_node)
     if code != 0:
-        kind = EXIT_NON_FINITE if code == EXIT_NON_FINITE and step.kind == "train" else EXIT_BAD_INPUT
+        # the stage's own code where it says something the caller acts on; any other failure is bad input
+        kind = code if code in (EXIT_NON_FINITE, EXIT_OUTPUT, EXIT_INTERRUPTED) else EXIT_BAD_INPUT
+        if code == EXIT_NON_FINITE and step.kind != "train":
+            kind = EXIT_BAD_INPUT
         raise RecipeError(
             f"{step.label}: {step.kind} failed with exit code {code} (its message is above)", kind
         )

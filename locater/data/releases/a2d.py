@@ -40,6 +40,7 @@ from locater.data.frames import encode_png
 from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
 from locater.data.releases.staging import ReleaseError, StagedSplit, run_tasks, save_marker
 from locater.files import publish_dir, write_json_atomic
+from locater.paths import safe_component
 
 logger = logging.getLogger(__name__)
 
@@ -183,6 +184,8 @@ def read_videoset(path: Path) -> list[A2DVideo]:
             vid = row[0].strip()
             if not vid:
                 raise ReleaseError(f"{path}: line {line}: empty video id")
+            # the id names the clip, the annotation folder and the converted video's folder
+            safe_component(vid, "video id", f"{path}: line {line}")
             if vid in seen:
                 raise ReleaseError(f"{path}: line {line}: video {vid!r} listed twice")
             seen.add(vid)

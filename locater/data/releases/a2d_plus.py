@@ -159,7 +159,13 @@ def read_instances(split: LayoutSplit) -> dict[str, VideoInstances]:
         for instance, info in entry["instances"].items():
             label = info.get("actor_action") if isinstance(info, dict) else None
             if label is not None:
-                actors[instance] = actor_of_label(int(label))
+                try:
+                    number = int(label)
+                except (TypeError, ValueError):
+                    raise ReleaseError(
+                        f"{path}: video {video!r}, instance {instance!r}: actor_action {label!r} is not an integer"
+                    ) from None
+                actors[instance] = actor_of_label(number)
             else:
                 actors[instance] = _sentence_actor(sentences.get(video, {}), instance)
         videos[video] = VideoInstances(actors, list(entry.get("annotated_frames", [])))

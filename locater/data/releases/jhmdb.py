@@ -38,6 +38,7 @@ from locater.data.layout import FRAME_DIRS, LayoutWriter, frame_id
 from locater.data.releases.a2d import SplitSummary, sentence_rows
 from locater.data.releases.staging import ReleaseError, StagedSplit, link_or_copy, run_tasks, save_marker
 from locater.files import publish_dir, write_json_atomic, write_text_atomic
+from locater.paths import safe_component
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def read_jhmdb_sentences(path: Path) -> list[tuple[str, str, int]]:
         name, query = row[0].strip(), row[1].strip()
         if not name:
             raise ReleaseError(f"{path}: line {line}: empty video id")
+        safe_component(name, "video id", f"{path}: line {line}")  # it becomes a folder of the output
         if not query:
             raise ReleaseError(f"{path}: line {line}: expression with no text (video {name})")
         if name in seen:

@@ -17,6 +17,7 @@ from typing import Any
 
 from locater.data.frames import DataError
 from locater.files import swap_dir, write_json_atomic
+from locater.paths import id_parts
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class StagedSplit:
         """Create (or resume) the partial folder."""
         options_file = self.partial / ".options.json"
         if options_file.is_file():
-            saved = json.loads(options_file.read_text())
+            saved = _read_json(options_file)
             if saved != self.options:
                 raise ReleaseError(
                     f"{self.partial}: left by an interrupted run with other options ({saved}, now {self.options}); "
@@ -61,7 +62,7 @@ class StagedSplit:
         path = marker_path(self.partial, video)
         if not path.is_file():
             return None
-        return json.loads(path.read_text())
+        return _read_json(path)
 
     def finish(self) -> None:
         """Drop the markers and move the partial folder into place (replacing the old one only now)."""
@@ -70,8 +71,20 @@ class StagedSplit:
         swap_dir(self.partial, self.final)
 
 
+def _read_json(path: Path) -> Any:
+    """A file this module wrote (options, markers); :class:`ReleaseError` naming it when it is damaged."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReleaseError(
+            f"{path}: malformed JSON ({error}); delete the .partial folder holding it to convert the split afresh"
+        ) from error
+
+
 def marker_path(partial_dir: Path, video: str) -> Path:
-    return partial_dir / ".done" / f"{video}.json"
+    """``.done/<video>.json``; the id's parts are checked (``action/video`` for JHMDB) so the marker stays inside."""
+    *folders, name = id_parts(video, "video id", partial_dir)
+    return partial_dir.joinpath(".done", *folders, f"{name}.json")
 
 
 def save_marker(partial_dir: Path, video: str, record: dict[str, Any]) -> None:
