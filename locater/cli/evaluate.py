@@ -14,9 +14,9 @@ result. Exit codes: docs/exit-codes.md (2 bad input, 4 disk full or permission, 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -150,10 +150,11 @@ def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path |
     return Path(folder), created
 
 
-def _remove_if_empty(folder: Path | None) -> None:
+def _remove_created(folder: Path | None) -> None:
+    """Remove a folder this run created, with the partial outputs in it (its config.yaml, the splits done so far):
+    a failed evaluation leaves no folder that could pass for a result."""
     if folder is not None:
-        with contextlib.suppress(OSError):  # rmdir removes only an empty folder
-            folder.rmdir()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @command
@@ -214,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_json_atomic(split_out / "metrics.json", payload, indent=2)  # last: marks the split done
                 summary[name] = payload
     except BaseException:
-        _remove_if_empty(created)  # a folder this run made and left empty goes again
+        _remove_created(created)  # a folder this run made goes again, partial outputs and all
         raise
     if info.is_main:
         table = markdown_table(results)
@@ -245,7 +246,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             prefetch=cfg.eval.prefetch,
         )
     except BaseException:
-        _remove_if_empty(created)
+        _remove_created(created)
         raise
     if info.is_main:
         save_config(cfg, output_dir / "config.yaml")
