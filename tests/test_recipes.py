@@ -210,8 +210,8 @@ def test_an_interrupted_stage_resumes_to_the_weights_of_an_uninterrupted_run(tmp
     (tmp_path / "straight").mkdir()
     straight = load_recipe(_write_recipe(tmp_path / "straight"))
     run(straight, variants=["full"])
-    a = torch.load(out / "b/checkpoints/last.pt", weights_only=False)["model"]
-    b = torch.load(tmp_path / "straight/out/full/b/checkpoints/last.pt", weights_only=False)["model"]
+    a = torch.load(out / "b/checkpoints/last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "straight/out/full/b/checkpoints/last.pt", weights_only=True)["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -29,7 +29,6 @@ from locater.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OUTPUT,
-    InterruptedRun,
     LocaterError,
     debug_enabled,
     describe_os_error,
@@ -45,11 +44,14 @@ def _raise_interrupt(signum, frame) -> None:  # SIGTERM -> the same clean path a
 
 
 def _cleanup_distributed() -> None:
-    try:
-        import torch.distributed as dist
+    """Tear down a process group the command set up; a command that never imported torch.distributed pays
+    nothing (no torch import on the way out)."""
+    if "torch.distributed" not in sys.modules:
+        return
+    from locater.engine import distributed
 
-        if dist.is_available() and dist.is_initialized():
-            dist.destroy_process_group()
+    try:
+        distributed.cleanup()
     except Exception:  # tearing down after a failure must not hide the failure
         pass
 
@@ -93,10 +95,8 @@ def command(main: Callable[[list[str] | None], int | None]) -> Callable[[list[st
                 traceback.print_exc()
             print("interrupted", file=sys.stderr, flush=True)
             return EXIT_INTERRUPTED
-        except InterruptedRun as error:
+        except LocaterError as error:  # InterruptedRun included: its exit code is 130
             return _report(str(error), error.exit_code, debug)
-        except LocaterError as error:
-            return _report(str(error), getattr(error, "exit_code", 2), debug)
         except OSError as error:
             return _report(describe_os_error(error), _os_error_code(error), debug)
         except ValueError as error:

@@ -224,8 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             write_json_atomic(output_dir / "metrics.json", summary, indent=2)
         print(table)
         print(f"outputs: {output_dir}")
-    distributed.cleanup()
-    return 0
+    return 0  # the process group is torn down by @command
 
 
 def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
@@ -265,8 +264,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
         write_json_atomic(output_dir / "submission.json", summary, indent=2)  # last: marks the run done
         print(f"wrote {result.zip_path}: {result.num_masks} masks of {result.num_samples} expressions")
         print(f"outputs: {output_dir}")
-    distributed.cleanup()
-    return 0
+    return 0  # the process group is torn down by @command
 
 
 if __name__ == "__main__":

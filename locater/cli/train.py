@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = dataclasses.asdict(result)
         write_json_atomic(Path(cfg.output_dir) / "summary.json", summary, indent=2)
         print(json.dumps(summary, indent=2))
-    distributed.cleanup()
-    return 0
+    return 0  # the process group is torn down by @command
 
 
 if __name__ == "__main__":
