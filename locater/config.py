@@ -152,10 +152,14 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.schedule.kind": ("cosine", "step", "constant"),
     "train.amp": ("none", "bf16", "fp16"),
     "validation.mode": ("max", "min"),
-    "eval.dataset": ("A2D", "JHMDB", "SYN", "YTVOS"),
+    "eval.dataset": ("A2D", "JHMDB", "SYN", "YTVOS", "DAVIS17"),
+    "eval.ytvos_split": ("valid", "local_val"),
+    "eval.davis_split": ("val", "train"),
     "eval.testing_type": (*TESTING_TYPES, "ALL"),
 }
 UPPER_CASE_KEYS = frozenset({"eval.dataset", "eval.testing_type"})
+# Switches that also take "auto" (decided by the machine at run time: bf16 autocast where the device has bf16 units).
+AUTO_SWITCHES = frozenset({"eval.amp"})
 
 
 def _alternatives(choices: tuple[str, ...]) -> str:
@@ -187,8 +191,11 @@ def _check_value(key: str, default: Any, value: Any, source: str) -> Any:
     if value is None:
         raise ConfigError(f"{source}: {key} may not be null (expected {_type_name(default)})")
     if isinstance(default, bool):
+        if key in AUTO_SWITCHES and value == "auto":
+            return value
         if not isinstance(value, bool):
-            raise ConfigError(f"{source}: {key} must be true or false, got {value!r}")
+            allowed = "true, false or auto" if key in AUTO_SWITCHES else "true or false"
+            raise ConfigError(f"{source}: {key} must be {allowed}, got {value!r}")
         return value
     if isinstance(default, int):
         if isinstance(value, bool) or not isinstance(value, int):

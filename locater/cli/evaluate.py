@@ -2,7 +2,9 @@
 
   python tools/evaluate.py --config configs/a2d/norm.yaml --checkpoint CKPT [key=value ...]
   python tools/evaluate.py --dataset A2D --testing-type NORM --snapshot CKPT [--data-root DIR]
-  python tools/evaluate.py --config configs/ytvos.yaml --checkpoint CKPT      (Ref-YouTube-VOS valid: submission.zip)
+  python tools/evaluate.py --config configs/ytvos/valid.yaml --checkpoint CKPT      (Ref-YouTube-VOS valid: submission.zip)
+  python tools/evaluate.py --config configs/ytvos/local_val.yaml --checkpoint CKPT  (J&F, held-out train videos)
+  python tools/evaluate.py --config configs/davis17/val.yaml --checkpoint CKPT     (Ref-DAVIS17 J&F)
   torchrun --nproc_per_node=N tools/evaluate.py ...            (NCCL on GPUs, gloo on the CPU)
 
 Writes metrics.json, metrics.md, per_frame.csv and config.yaml (and masks/ with --save-masks) into the output
@@ -27,8 +29,15 @@ from locater.config import ConfigError, load_config, save_config
 from locater.data.layout import KINDED_DATASETS, TESTING_TYPES
 from locater.data.ytvos import YTVOSSplit
 from locater.engine import distributed
+from locater.engine.amp import resolve_amp
 from locater.engine.cpu_memory import retain_freed_memory
-from locater.engine.evaluator import evaluate_split, resolve_eval_splits, write_ytvos_submission
+from locater.engine.evaluator import (
+    evaluate_split,
+    live_settings,
+    resolve_eval_splits,
+    write_ytvos_submission,
+)
+from locater.engine.jf_report import JF_OUTPUTS
 from locater.engine.metrics import markdown_table, write_per_frame_csv
 from locater.errors import LocaterError
 from locater.files import write_json_atomic, write_text_atomic
@@ -44,7 +53,10 @@ EVAL_OUTPUTS = (
     "submission.zip",
     "submission.json",
     *(kind.lower() for kind in TESTING_TYPES),
+    *JF_OUTPUTS,  # J&F runs: Ref-YouTube-VOS local validation, Ref-DAVIS17
 )
+
+logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -150,6 +162,11 @@ def _output_dir(args: argparse.Namespace, info, name: str) -> tuple[Path, Path |
     return Path(folder), created
 
 
+def _precision(cfg, info) -> str:
+    """What ``eval.amp`` (true, false or auto) ran as on this device: ``"bf16 autocast"`` or ``"float32"``."""
+    return "bf16 autocast" if resolve_amp(cfg.eval.amp, info.device) else "float32"
+
+
 def _remove_created(folder: Path | None) -> None:
     """Remove a folder this run created, with the partial outputs in it (its config.yaml, the splits done so far):
     a failed evaluation leaves no folder that could pass for a result."""
@@ -174,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config({**cfg.to_dict(), "model": model.model_config})
     else:
         model = load_model(args.checkpoint, info.device, cfg=cfg, trust_checkpoint=trust)
+    logger.info("eval.amp=%s on %s: %s", cfg.eval.amp, info.device, _precision(cfg, info))
+    if cfg.eval.dataset == "DAVIS17" or (cfg.eval.dataset == "YTVOS" and cfg.eval.ytvos_split == "local_val"):
+        return _jf_evaluation(args, cfg, model, info)
     if cfg.eval.dataset == "YTVOS":
         return _ytvos_submission(args, cfg, model, info)
     results, summary = {}, {}
@@ -209,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                     vision_encoder_passes=result.vision_passes,
                     seconds=round(result.seconds, 2),
                     world_size=info.world_size,
+                    precision=_precision(cfg, info),
                 )
                 write_text_atomic(split_out / "metrics.md", markdown_table({name: result.metrics}))
                 write_per_frame_csv(result.records, split_out / "per_frame.csv")
@@ -243,6 +264,7 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             progress=not args.no_progress,
             max_videos=cfg.eval.max_videos or None,
             prefetch=cfg.eval.prefetch,
+            live=live_settings(cfg),
         )
     except BaseException:
         _remove_created(created)
@@ -260,9 +282,95 @@ def _ytvos_submission(args: argparse.Namespace, cfg, model, info) -> int:
             "vision_encoder_passes": result.vision_passes,
             "seconds": round(result.seconds, 2),
             "world_size": info.world_size,
+            "precision": _precision(cfg, info),
         }
         write_json_atomic(output_dir / "submission.json", summary, indent=2)  # last: marks the run done
         print(f"wrote {result.zip_path}: {result.num_masks} masks of {result.num_samples} expressions")
+        print(f"outputs: {output_dir}")
+    return 0  # the process group is torn down by @command
+
+
+def _jf_split(cfg):
+    """The reader, its record groups and averaged columns, and the run's name of a J&F evaluation."""
+    from locater.data.ref_davis import SENTENCE_SETS, RefDAVIS
+    from locater.data.ytvos import YTVOSError
+    from locater.data.ytvos_local_val import split_local_val
+    from locater.engine.jf_report import DAVIS_AVERAGES
+
+    section = cfg.eval
+    if section.dataset == "DAVIS17":
+        split = RefDAVIS.open(section.data_root, section.davis_split, unsupervised=section.davis_unsupervised)
+        groups = [sentence_set.name for sentence_set in SENTENCE_SETS]
+        return split, split.group, groups, DAVIS_AVERAGES, f"davis17-{section.davis_split}"
+    train = YTVOSSplit.open(section.data_root, "train")
+    _, held_out = split_local_val(train.videos())
+    if not held_out:
+        raise YTVOSError(
+            f"{train.meta_file}: none of its {len(train.videos())} videos is in the local validation split"
+        )
+    split = train.subset(held_out)
+    split.check_referred_objects()  # every annotation read once: a missing or wrong-size file fails now
+    return split, lambda video, expression: "local_val", ["local_val"], None, "ytvos-local_val"
+
+
+def _jf_evaluation(args: argparse.Namespace, cfg, model, info) -> int:
+    """Ref-YouTube-VOS local validation (``eval.ytvos_split=local_val``) or Ref-DAVIS17: J&F per group and
+    protocol, per-expression files and the tables (docs/evaluation.md)."""
+    from locater.engine.jf_evaluation import evaluate_jf
+    from locater.engine.jf_report import jf_markdown, summarise, write_jf_outputs
+
+    section = cfg.eval
+    davis = section.dataset == "DAVIS17"
+    unsupervised = davis and section.davis_unsupervised
+    created = None
+    try:
+        split, group, groups, averages, name = _jf_split(cfg)
+        output_dir, created = _output_dir(args, info, name)
+        if info.is_main:
+            save_config(cfg, output_dir / "config.yaml")  # before metrics.json, which marks a finished run
+        result = evaluate_jf(
+            model,
+            split,
+            info.device,
+            group=group,
+            unsupervised=unsupervised,
+            amp=section.amp,
+            save_masks_dir=output_dir / "masks" if section.save_masks else None,
+            progress=not args.no_progress,
+            max_videos=section.max_videos or None,
+            prefetch=section.prefetch,
+            videos_per_batch=section.videos_per_batch,
+            live=live_settings(cfg),
+        )
+        protocols = {"referring": summarise(result.records, groups, averages)}
+        if davis:
+            protocols["semi_supervised_toolkit"] = summarise(
+                result.records, groups, averages, skip_first_last=True
+            )
+        if unsupervised:
+            protocols["unsupervised_toolkit"] = summarise(result.unsupervised_records, groups, averages)
+        table = jf_markdown(protocols)
+        if info.is_main:
+            write_jf_outputs(output_dir, result.records, result.unsupervised_records, result.matching)
+            write_text_atomic(output_dir / "metrics.md", table)
+            payload = {
+                **protocols,
+                "checkpoint": str(args.checkpoint),
+                "dataset": section.dataset,
+                "split": section.davis_split if davis else "local_val",
+                "num_samples": result.num_samples,
+                "frames_processed": result.frames_processed,
+                "vision_encoder_passes": result.vision_passes,
+                "seconds": round(result.seconds, 2),
+                "world_size": info.world_size,
+                "precision": _precision(cfg, info),
+            }
+            write_json_atomic(output_dir / "metrics.json", payload, indent=2)  # last: marks the run done
+    except BaseException:
+        _remove_created(created)  # a folder this run made goes again, partial outputs and all
+        raise
+    if info.is_main:
+        print(table)
         print(f"outputs: {output_dir}")
     return 0  # the process group is torn down by @command
 

@@ -1,4 +1,5 @@
-"""Data readers and writers: layout 3.1 (A2D-S, A2D-S+, JHMDB-S, synthetic), Ref-YouTube-VOS, training clips.
+"""Data readers and writers: layout 3.1 (A2D-S, A2D-S+, JHMDB-S, synthetic), Ref-YouTube-VOS, Ref-DAVIS17, training
+clips.
 
 ``locater.data.synthetic`` (the synthetic benchmark) is imported on its own.
 """
@@ -14,6 +15,7 @@ from locater.data.layout import (
     fix_sentence,
     resolve_split_dir,
 )
+from locater.data.ref_davis import RefDAVIS, RefDAVISError
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.data.ytvos import SubmissionError, SubmissionWriter, YTVOSError, YTVOSSplit
 
@@ -24,6 +26,8 @@ __all__ = [
     "LayoutError",
     "LayoutSplit",
     "LayoutWriter",
+    "RefDAVIS",
+    "RefDAVISError",
     "ReferringClipDataset",
     "SubmissionError",
     "SubmissionWriter",

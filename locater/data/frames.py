@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from locater.errors import LocaterError, write_failure
 
@@ -59,6 +60,37 @@ def image_size(path: str | Path) -> tuple[int, int]:
         width, height = struct.unpack(">II", head[16:24])
         return int(height), int(width)
     return read_rgb(path).shape[:2]
+
+
+def read_id_map(path: str | Path) -> np.ndarray:
+    """``H x W`` uint8 object-id map of an annotation PNG: palette indices (mode P) or grey values (mode L).
+
+    The id maps of DAVIS and YouTube-VOS are palette PNGs whose pixel values are object ids; an RGB image would
+    be read as colours, so any other mode is an error naming the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"annotation file missing: {path}")
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("P", "L"):
+                raise DataError(f"{path}: expected a palette (P) or grey (L) PNG, got mode {image.mode}")
+            return np.array(image)
+    except OSError as error:
+        raise DataError(f"{path}: cannot decode annotation ({error})") from error
+
+
+def header_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image from its header (Pillow; the pixels are not decoded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"frame file missing: {path}")
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the image header ({error})") from error
+    return int(height), int(width)
 
 
 def encode_png(image: np.ndarray) -> bytes:

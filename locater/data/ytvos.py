@@ -22,13 +22,13 @@ import json
 import logging
 import zipfile
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from locater.data.frames import DataError, encode_png, read_rgb
+from locater.data.frames import DataError, encode_png, header_size, read_id_map, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.data.layout import ExpressionSample
 from locater.files import replace_file, temporary_path
@@ -114,32 +114,16 @@ class YTVOSSplit:
         """``H x W`` object-id map of a frame (palette indices, or grey values for a mode-L PNG)."""
         if not self.has_masks:
             raise YTVOSError(f"the {self.split} split has no masks")
-        path = self.annotation_path(video, frame)
-        if not path.is_file():
-            raise YTVOSError(f"annotation file missing: {path}")
         try:
-            with Image.open(path) as image:
-                if image.mode not in ("P", "L"):
-                    raise YTVOSError(f"{path}: expected a palette (P) or grey (L) PNG, got mode {image.mode}")
-                return np.array(image)
-        except OSError as error:
-            raise YTVOSError(f"{path}: cannot decode annotation ({error})") from error
+            return read_id_map(self.annotation_path(video, frame))
+        except DataError as error:
+            raise YTVOSError(str(error)) from error
 
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
         """``H x W`` bool mask of the object the expression refers to; :class:`YTVOSError` naming the annotation
         file when its size is not its frame's (it would otherwise be resized and scored without complaint)."""
         annotation = self.load_annotation(video, frame)
-        frame_path = self.frame_path(video, frame)
-        try:
-            with Image.open(frame_path) as image:  # reads the header only
-                width, height = image.size
-        except OSError as error:
-            raise YTVOSError(f"{frame_path}: cannot read the frame ({error})") from error
-        if annotation.shape != (height, width):
-            raise YTVOSError(
-                f"{self.annotation_path(video, frame)}: annotation is {annotation.shape[0]} x "
-                f"{annotation.shape[1]} (H x W), its frame {frame_path} is {height} x {width}"
-            )
+        _check_size(annotation, self.annotation_path(video, frame), self.frame_path(video, frame))
         return annotation == self.object_ids[(video, expression)]
 
     def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
@@ -155,12 +139,62 @@ class YTVOSSplit:
             for n in random_global_frame_numbers(len(sample.frames), num_global_frames, rng)
         ]
 
+    def subset(self, videos: Iterable[str]) -> YTVOSSplit:
+        """The split restricted to ``videos`` (the meta file's order kept); an id the meta file lacks is an
+        error naming the meta file."""
+        wanted = set(videos)
+        missing = sorted(wanted - {sample.video for sample in self.samples})
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise YTVOSError(
+                f"{self.meta_file}: {len(missing)} requested video(s) not in the meta file: {shown}"
+            )
+        samples = [sample for sample in self.samples if sample.video in wanted]
+        object_ids = {key: value for key, value in self.object_ids.items() if key[0] in wanted}
+        return YTVOSSplit(self.root, self.split, samples, object_ids, self.meta_file)
+
+    def check_referred_objects(self) -> None:
+        """Read every annotation of the split's videos once: each must exist, be a palette (or grey) PNG of its
+        frame's size, and every expression's object must be drawn in at least one of them.
+
+        Raises:
+            YTVOSError: naming the annotation file (missing, undecodable, wrong size) or, for an object that no
+                annotation holds, the meta file, video, expression and object id.
+        """
+        for video, samples in self.videos().items():
+            present: set[int] = set()
+            for frame in sorted(set().union(*(sample.labels for sample in samples))):
+                annotation = self.load_annotation(video, frame)
+                _check_size(annotation, self.annotation_path(video, frame), self.frame_path(video, frame))
+                present.update(int(value) for value in np.unique(annotation))
+            for sample in samples:
+                object_id = self.object_ids[(video, sample.expression)]
+                if object_id not in present:
+                    raise YTVOSError(
+                        f"{self.meta_file}: video {video!r}, expression {sample.expression!r}: object "
+                        f"{object_id} has no mask in any annotation of {self.root / self.split / 'Annotations' / video}"
+                    )
+
     def videos(self) -> OrderedDict[str, list[ExpressionSample]]:
         """Samples grouped by video, in file order."""
         grouped: OrderedDict[str, list[ExpressionSample]] = OrderedDict()
         for sample in self.samples:
             grouped.setdefault(sample.video, []).append(sample)
         return grouped
+
+
+def _check_size(annotation: np.ndarray, annotation_path: Path, frame_path: Path) -> None:
+    """:class:`YTVOSError` naming the annotation file when its size is not its frame's (it would otherwise be
+    resized and scored without complaint)."""
+    try:
+        height, width = header_size(frame_path)
+    except DataError as error:
+        raise YTVOSError(str(error)) from error
+    if annotation.shape != (height, width):
+        raise YTVOSError(
+            f"{annotation_path}: annotation is {annotation.shape[0]} x {annotation.shape[1]} (H x W), "
+            f"its frame {frame_path} is {height} x {width}"
+        )
 
 
 def _read_meta(path: Path, with_objects: bool) -> tuple[list[ExpressionSample], dict[tuple[str, str], int]]:

@@ -31,6 +31,7 @@ from locater.data.layout import KINDED_DATASETS, LayoutError, LayoutSplit, resol
 from locater.engine import distributed
 from locater.engine.amp import autocast_for
 from locater.engine.metrics import FrameRecord, SegmentationMetrics, score_frame
+from locater.live import LiveMemory, LiveSettings
 from locater.model.locater import Locater, LocaterState
 from locater.paths import contained_path
 from locater.prefetch import Prefetcher
@@ -70,7 +71,7 @@ def _frame_loader(split: LayoutSplit, video: str, size: int) -> Callable[[str], 
     return load
 
 
-def _first_videos(split, max_videos: int | None, what: str = "split") -> list[tuple[str, list]]:
+def first_videos(split, max_videos: int | None, what: str = "split") -> list[tuple[str, list]]:
     """The split's ``(video, samples)`` in order, the first ``max_videos`` of them (``None`` or 0: all).
 
     Raises ValueError for a negative ``max_videos`` and LayoutError when nothing is left to evaluate.
@@ -110,26 +111,28 @@ def _select_rows(state: LocaterState, rows: torch.Tensor, video_index: torch.Ten
 
 
 @dataclass
-class _VideoPlan:
+class VideoPlan:
     video: str
     samples: list
     frames: list[str]
 
 
-def _run_videos(
+def run_videos(
     model: Locater,
     split: LayoutSplit,
-    plans: list[_VideoPlan],
+    plans: list[VideoPlan],
     device: torch.device,
     prefetch: int,
     on_frame,
+    live: LiveSettings | None = None,
 ) -> tuple[int, int]:
     """Run several videos in lockstep: frame ``t`` of every video still running goes through one ``step``.
 
     All expressions of all the videos form one batch (``video_index`` maps each to its video's row); the vision
     encoder runs once per frame and video. A video whose frames are done leaves the batch (its rows are dropped
     from the state). ``on_frame(plan, frame, logits_rows)`` receives each video's ``E_v x 1 x S x S`` logits.
-    Returns (frames processed, vision-encoder passes).
+    With ``live`` the global memory is built causally from the frames seen so far (:class:`LiveMemory`): no global
+    frame is read up front and no frame before its turn. Returns (frames processed, vision-encoder passes).
     """
     size = model.image_size[0]
     num_global_frames = model.num_global_frames if model.global_memory is not None else 0
@@ -138,7 +141,9 @@ def _run_videos(
         return 0, 0
     global_frames, ids, rows_of = [], [], []
     for plan in plans:
-        global_ids = split.global_frames(plan.samples[0], num_global_frames) if num_global_frames else []
+        global_ids = (
+            split.global_frames(plan.samples[0], num_global_frames) if num_global_frames and not live else []
+        )
         global_frames.append(
             torch.stack([preprocess_frames(split.load_frame(plan.video, f), size) for f in global_ids])
             if global_ids
@@ -147,10 +152,15 @@ def _run_videos(
         ids.append(tokenize([s.sentence for s in plan.samples]))
         rows_of.append(len(plan.samples))
     row_video = torch.repeat_interleave(torch.arange(len(plans)), torch.tensor(rows_of))
-    state = model.start(
-        torch.stack(global_frames).to(device), torch.cat(ids).to(device), row_video.to(device)
-    )
-    vision_passes = num_global_frames * len(plans)
+    live_memory = None
+    if live is not None:  # the encoded frames it keeps come from step: no vision pass of its own
+        live_memory = LiveMemory(model, torch.cat(ids).to(device), row_video.to(device), live)
+        state, vision_passes = None, 0
+    else:
+        state = model.start(
+            torch.stack(global_frames).to(device), torch.cat(ids).to(device), row_video.to(device)
+        )
+        vision_passes = num_global_frames * len(plans)
     frames_done = 0
     prefetchers = [Prefetcher(p.frames, _frame_loader(split, p.video, size), prefetch) for p in plans]
     streams = [iter(f) for f in prefetchers]
@@ -165,10 +175,15 @@ def _run_videos(
                 renumber = {v: i for i, v in enumerate(still)}
                 video_index = torch.tensor([renumber[v] for v in row_video.tolist()], dtype=torch.long)
                 state = _select_rows(state, rows.to(device), video_index.to(device))
+                if live_memory is not None:
+                    live_memory.select_videos(torch.tensor([active.index(v) for v in still]))
                 active = still
             batch = [next(streams[v]) for v in active]
             frame_tensor = torch.cat([tensor for _, tensor in batch]).to(device, non_blocking=True)
-            logits, state = model.step(frame_tensor, state)
+            if live_memory is None:
+                logits, state = model.step(frame_tensor, state)
+            else:
+                logits, state = live_memory.step(frame_tensor, state)
             frames_done += len(active)
             vision_passes += len(active)
             offset = 0
@@ -196,20 +211,21 @@ def evaluate_layout_split(
     max_videos: int | None = None,
     prefetch: int = 4,
     videos_per_batch: int = 1,
+    live: LiveSettings | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on a split (sharded over the process group when one is initialised).
 
-    ``videos_per_batch > 1`` runs that many videos in lockstep (see :func:`_run_videos`): the same computation
+    ``videos_per_batch > 1`` runs that many videos in lockstep (see :func:`run_videos`): the same computation
     per video, in larger batches (faster for small models and on GPUs); results can differ from one video at a
-    time in the last bits of floating-point sums.
+    time in the last bits of floating-point sums. ``live`` evaluates the causal live mode (:mod:`locater.live`).
     """
     if videos_per_batch < 1:
         raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
-    videos = _first_videos(split, max_videos)
+    videos = first_videos(split, max_videos)
     start_time = time.perf_counter()
     model.eval()
     rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [_VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
+    plans = [VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
     mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
     if videos_per_batch > 1:  # similar lengths together: fewer idle rows
         mine.sort(key=lambda p: -len(p.frames))
@@ -218,7 +234,7 @@ def evaluate_layout_split(
     labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
     ids_source = getattr(split, "expressions_file", None) or split.root
 
-    def score(plan: _VideoPlan, frame: str, logits: torch.Tensor) -> None:
+    def score(plan: VideoPlan, frame: str, logits: torch.Tensor) -> None:
         for row, sample in enumerate(plan.samples):
             if frame not in labels[(plan.video, sample.expression)]:
                 continue
@@ -244,7 +260,7 @@ def evaluate_layout_split(
     for first in range(0, len(mine), videos_per_batch):
         chunk = mine[first : first + videos_per_batch]
         with autocast:
-            done, passes = _run_videos(model, split, chunk, device, prefetch, score)
+            done, passes = run_videos(model, split, chunk, device, prefetch, score, live)
         frames_done += done
         vision_passes += passes
         elapsed = time.perf_counter() - start_time
@@ -318,7 +334,16 @@ def evaluate_split(
         max_videos=max_videos or section.max_videos or None,
         prefetch=section.prefetch,
         videos_per_batch=section.videos_per_batch,
+        live=live_settings(cfg),
     )
+
+
+def live_settings(cfg: Config) -> LiveSettings | None:
+    """The live mode's settings when ``eval.live`` is on, else ``None``."""
+    section = cfg.eval
+    if not section.live:
+        return None
+    return LiveSettings(refresh_every=section.live_refresh_every, reservoir=section.live_reservoir)
 
 
 @dataclass
@@ -344,6 +369,7 @@ def write_ytvos_submission(
     progress: bool = True,
     max_videos: int | None = None,
     prefetch: int = 4,
+    live: LiveSettings | None = None,
 ) -> SubmissionResult:
     """Run ``model`` over a Ref-YouTube-VOS split without masks (``valid``) and write the submission zip.
 
@@ -355,23 +381,24 @@ def write_ytvos_submission(
 
     Args:
         split: a :class:`locater.data.ytvos.YTVOSSplit`.
+        live: the causal live mode's settings (:mod:`locater.live`), or ``None`` for the standard mode.
     """
     from locater.data.frames import encode_png
     from locater.data.ytvos import SubmissionWriter
 
-    videos = _first_videos(split, max_videos, f"{split.split} split")
+    videos = first_videos(split, max_videos, f"{split.split} split")
     start_time = time.perf_counter()
     model.eval()
     rank, world = distributed.get_rank(), distributed.get_world_size()
     plans = [
-        _VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
+        VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
     ]
     mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
     autocast = autocast_for(device.type, amp)
     encoded: list[tuple[str, str, str, bytes]] = []
     listed = {(p.video, s.expression): set(s.frames) for p in mine for s in p.samples}
 
-    def encode(plan: _VideoPlan, frame: str, logits: torch.Tensor) -> None:
+    def encode(plan: VideoPlan, frame: str, logits: torch.Tensor) -> None:
         with Image.open(split.frame_path(plan.video, frame)) as image:  # reads the header only
             width, height = image.size
         masks = logits_to_masks(logits.float(), (height, width))[:, 0].cpu().numpy()
@@ -384,7 +411,7 @@ def write_ytvos_submission(
     bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
     for plan in mine:
         with autocast:
-            done, passes = _run_videos(model, split, [plan], device, prefetch, encode)
+            done, passes = run_videos(model, split, [plan], device, prefetch, encode, live)
         frames_done += done
         vision_passes += passes
         bar.update(1)

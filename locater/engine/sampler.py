@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import random
 import re
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -24,8 +26,11 @@ from locater.data.layout import LayoutSplit
 from locater.data.synthetic.stream import SyntheticClipStream
 from locater.data.training import ReferringClipDataset, collate_clips
 from locater.data.ytvos import YTVOSSplit
+from locater.data.ytvos_local_val import split_local_val
 from locater.engine import distributed
 from locater.errors import LocaterError
+
+logger = logging.getLogger(__name__)
 
 
 class TrainingSampler(Sampler):
@@ -122,11 +127,30 @@ def _seeded_generators(entropy: list[int]) -> Iterator[None]:
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """DataLoader worker seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top)."""
+    """DataLoader worker set-up: seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top), and
+    OpenCV on one thread, as torch already is in a worker: the workers are the parallelism, and a thread pool in
+    each of them would only make them compete for the cores."""
     value = int(np.random.SeedSequence([seed, rank, worker_id, 3]).generate_state(1)[0])
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
+    cv2.setNumThreads(1)
+
+
+def ytvos_training_split(root: str, exclude_local_val: bool) -> YTVOSSplit:
+    """Ref-YouTube-VOS train, without the local validation videos when ``exclude_local_val``
+    (:mod:`locater.data.ytvos_local_val`): the videos ``eval.ytvos_split=local_val`` scores are never trained on."""
+    split = YTVOSSplit.open(root, "train")
+    if not exclude_local_val:
+        return split
+    kept, held_out = split_local_val(split.videos())
+    logger.info(
+        "Ref-YouTube-VOS train: %d of %d videos, the %d local validation videos left out",
+        len(kept),
+        len(kept) + len(held_out),
+        len(held_out),
+    )
+    return split.subset(kept)
 
 
 def build_train_dataset(cfg: Config) -> Dataset:
@@ -151,7 +175,7 @@ def build_train_dataset(cfg: Config) -> Dataset:
     if data.source == "layout":
         source = LayoutSplit.open(data.split_dir)
     else:  # ytvos, the last choice load_config allows
-        source = YTVOSSplit.open(data.ytvos_root, "train")
+        source = ytvos_training_split(data.ytvos_root, data.ytvos_exclude_local_val)
     return ReferringClipDataset(
         source,
         clip_length=cfg.train.clip_length,
