@@ -14,7 +14,8 @@ _END = object()
 
 
 class Prefetcher(Generic[Item, Loaded]):
-    """Yields ``load(item)`` for each of ``items`` in order, computed in a background thread at most ``depth`` ahead.
+    """Yields ``load(item)`` for each of ``items`` in order, computed in a background thread at most ``depth`` ahead
+    (``depth`` 0: no thread, each item is read and loaded when the consumer asks for it).
 
     An error in ``items`` or ``load`` is re-raised in the consumer, at the position where it happened. :meth:`close`
     (also on leaving a ``with`` block) stops the thread even when the consumer stopped early, and calls ``close()`` of
@@ -23,7 +24,11 @@ class Prefetcher(Generic[Item, Loaded]):
     """
 
     def __init__(self, items: Iterable[Item], load: Callable[[Item], Loaded], depth: int = 4) -> None:
-        self._queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
+        self._items: Iterable[Item] | None = None
+        if depth <= 0:  # no thread: each item is loaded in the consumer's turn, nothing ahead of it
+            self._items, self._load = items, load
+            return
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(items, load), daemon=True)
         self._thread.start()
@@ -51,6 +56,10 @@ class Prefetcher(Generic[Item, Loaded]):
                 close()
 
     def __iter__(self) -> Iterator[Loaded]:
+        if self._items is not None:
+            for item in self._items:
+                yield self._load(item)
+            return
         while True:
             item = self._queue.get()
             if item is _END:
@@ -61,6 +70,11 @@ class Prefetcher(Generic[Item, Loaded]):
 
     def close(self) -> None:
         """Stop the thread (it finishes the item it is loading) and wait for it."""
+        if self._items is not None:
+            close = getattr(self._items, "close", None)
+            if close is not None:
+                close()
+            return
         self._stop.set()
         self._thread.join(timeout=10)
 

@@ -10,7 +10,9 @@ streaming pass for all sentences (constant memory). Writes into --out:
                                     frame = 1-based frame number, 5 digits (00001.png)
   summary.json                      sentences, colours, frame count and size, frame rate, timings
 
-and prints the frames/s. --out must be a new or empty folder (--overwrite clears an earlier run's outputs first),
+and prints the frames/s. --live segments a stream whose end is unknown (a camera index, a URL, - for standard
+input, a named pipe) causally and writes each frame's outputs as it arrives (overlay.mjpeg instead of overlay.mp4;
+docs/demo.md#live-streams). --out must be a new or empty folder (--overwrite clears an earlier run's outputs first),
 so its files always come from one run; summary.json is written last, whole, once everything else is complete:
 a folder without it holds no finished result. Exit codes: docs/exit-codes.md (2 bad input, 4 disk full or
 permission, 130 interrupted).
@@ -27,6 +29,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from locater.cli.demo_live import add_live_arguments, check_live_arguments, run_live
 from locater.cli.entry import DEBUG_HELP, command
 from locater.cli.output_dir import prepare_output_dir
 from locater.data.frames import write_png
@@ -51,7 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         allow_abbrev=False,
     )
     parser.add_argument("--checkpoint", type=Path, required=True, help="official checkpoint or ours")
-    parser.add_argument("--video", type=Path, required=True, help="video file or folder of frames")
+    parser.add_argument(
+        "--video",
+        required=True,
+        help="video file or folder of frames; with --live also a camera index, a URL or - (standard input)",
+    )
     parser.add_argument(
         "--text", action="append", required=True, help="a sentence; repeat for several (one pass for all)"
     )
@@ -76,7 +83,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
-    parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPUs)")
+    parser.add_argument(
+        "--amp",
+        nargs="?",
+        const="on",
+        default="auto",  # docs/benchmarks.md: 1.8x on a CPU with bf16 units, masks within a few pixels
+        choices=("off", "on", "auto"),
+        help="bfloat16 autocast: auto (on where the device computes bf16 natively: GPUs from Ampere on, CPUs with "
+        "AVX512-BF16, AMX or Arm BF16; float32 elsewhere), on (also a bare --amp) or off (default: auto)",
+    )
     parser.add_argument(
         "--threshold", type=float, default=0.5, help="mask probability threshold (default: 0.5)"
     )
@@ -88,7 +103,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "overrides", nargs="*", help="config overrides key=value (e.g. model.global_memory.num_frames=5)"
     )
+    add_live_arguments(parser)
     args = parser.parse_intermixed_args(argv)
+    check_live_arguments(parser, args)
     if args.max_frames is not None and args.max_frames <= 0:
         parser.error("--max-frames must be positive")
     if args.fps is not None and args.fps <= 0:
@@ -177,6 +194,7 @@ def run(args: argparse.Namespace) -> dict:
         "frame_size": [height, width],
         "fps": fps,
         "device": str(segmenter.device),
+        "amp": segmenter.amp,  # the decision (--amp auto: whether this device got bf16)
         "load_seconds": round(load_seconds, 3),
         "segment_seconds": round(segment_seconds, 3),
         "write_seconds": round(write_seconds, 3),
@@ -192,7 +210,7 @@ def run(args: argparse.Namespace) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    summary = run(args)
+    summary = run_live(args) if args.live else run(args)
     print(
         f"{summary['frames']} frames ({summary['frame_size'][1]}x{summary['frame_size'][0]}) x "
         f"{len(summary['sentences'])} sentences on {summary['device']}: {summary['frames_per_second']:.2f} frames/s "

@@ -19,6 +19,19 @@ def global_frame_numbers(num_frames: int, num_global_frames: int) -> list[int]:
     return [(1 + step) // 2 + i * step for i in range(num_global_frames)]
 
 
+def global_frame_positions(num_frames: int, num_global_frames: int) -> list[int]:
+    """0-based positions of the global frames among ``num_frames`` frames: :func:`global_frame_numbers`, and for
+    fewer frames than ``num_global_frames`` the frames repeated in order (``i * num_frames // num_global_frames``),
+    so the global memory always holds ``num_global_frames`` frames."""
+    if num_global_frames <= 0:
+        return []
+    if num_frames <= 0:
+        raise ValueError(f"a video needs at least one frame, got {num_frames}")
+    if num_frames < num_global_frames:
+        return [i * num_frames // num_global_frames for i in range(num_global_frames)]
+    return [number - 1 for number in global_frame_numbers(num_frames, num_global_frames)]
+
+
 def random_global_frame_numbers(
     num_frames: int, num_global_frames: int, rng: np.random.Generator
 ) -> list[int]:

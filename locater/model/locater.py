@@ -207,19 +207,79 @@ class Locater(nn.Module):
         if global_frames.dim() != 5:
             raise ValueError(f"global_frames must be V x N1 x 3 x H x W, got {tuple(global_frames.shape)}")
         num_videos, num_global_frames = global_frames.shape[:2]
+        tokens = None
+        if self.global_memory is not None:
+            tokens = self.vision_encoder(global_frames.flatten(0, 1))  # (V*N1) x (1+N) x C
+            tokens = tokens.view(num_videos, num_global_frames, *tokens.shape[1:])
+        return self._start(tokens, num_videos, input_ids, video_index)
+
+    def start_encoded(
+        self, global_tokens: torch.Tensor, input_ids: torch.Tensor, video_index: torch.Tensor | None = None
+    ) -> LocaterState:
+        """:meth:`start` from frames already through the vision encoder (what :meth:`encode_frames` returns; it
+        does not depend on the sentence), so a caller that keeps encoded frames builds a global memory without
+        encoding them again (the causal live mode, :mod:`locater.live`).
+
+        Args:
+            global_tokens: ``V x N1 x (1+N) x C`` vision-encoder tokens of the global frames.
+            input_ids, video_index: as :meth:`start`.
+        """
+        if global_tokens.dim() != 4:
+            raise ValueError(f"global_tokens must be V x N1 x (1+N) x C, got {tuple(global_tokens.shape)}")
+        return self._start(global_tokens, global_tokens.shape[0], input_ids, video_index)
+
+    def _start(
+        self,
+        global_tokens: torch.Tensor | None,
+        num_videos: int,
+        input_ids: torch.Tensor,
+        video_index: torch.Tensor | None,
+    ) -> LocaterState:
         words = self.text_encoder(input_ids)
         index = self._resolve_video_index(num_videos, input_ids.shape[0], video_index)
         global_memory = None
         if self.global_memory is not None:
-            tokens = self.vision_encoder(global_frames.flatten(0, 1))  # (V*N1) x (1+N) x C
-            tokens = tokens.view(num_videos, num_global_frames, *tokens.shape[1:])[
-                index
-            ]  # B x N1 x (1+N) x C
-            batch = tokens.shape[0]
-            repeated_words = words.repeat_interleave(num_global_frames, dim=0)
-            fused = self.fuse(tokens.flatten(0, 1), repeated_words)[-1][:, 1:]
-            global_memory = self.global_memory.build(fused.view(batch, num_global_frames, *fused.shape[1:]))
+            global_memory = self._build_global_memory(global_tokens, words, index)
         return LocaterState(words=words, global_memory=global_memory, local_memory=None, video_index=index)
+
+    def _build_global_memory(
+        self, global_tokens: torch.Tensor, words: torch.Tensor, video_index: torch.Tensor
+    ) -> torch.Tensor:
+        """Fuse each expression's global frames with its sentence and write them into the global memory.
+
+        Args:
+            global_tokens: ``V x N1 x (1+N) x C`` vision-encoder tokens; words: ``B x L x C``;
+            video_index: ``B``, the video of each expression.
+
+        Returns:
+            ``B x Mg x C`` global memory.
+        """
+        num_global_frames = global_tokens.shape[1]
+        tokens = global_tokens[video_index]  # B x N1 x (1+N) x C
+        batch = tokens.shape[0]
+        repeated_words = words.repeat_interleave(num_global_frames, dim=0)
+        fused = self.fuse(tokens.flatten(0, 1), repeated_words)[-1][:, 1:]
+        return self.global_memory.build(fused.view(batch, num_global_frames, *fused.shape[1:]))
+
+    def encode_frames(self, frames: torch.Tensor) -> torch.Tensor:
+        """The vision encoder alone: ``V x 3 x H x W`` pre-processed frames -> ``V x (1+N) x C`` tokens (the same
+        for every sentence; :meth:`step` and :meth:`start_encoded` accept them)."""
+        return self.vision_encoder(frames)
+
+    def refresh_global_memory(self, state: LocaterState, global_tokens: torch.Tensor) -> LocaterState:
+        """``state`` with its global memory rebuilt from other global frames; the words, the local memory and the
+        frame count are kept (the causal live mode refreshes the global memory as a stream goes on).
+
+        Args:
+            global_tokens: ``V x N1' x (1+N) x C`` vision-encoder tokens of the new global frames, rows addressed
+                by ``state.video_index``.
+        """
+        if self.global_memory is None:
+            return state
+        if global_tokens.dim() != 4:
+            raise ValueError(f"global_tokens must be V x N1 x (1+N) x C, got {tuple(global_tokens.shape)}")
+        memory = self._build_global_memory(global_tokens, state.words, state.video_index)
+        return replace(state, global_memory=memory)
 
     def step(
         self,
@@ -227,6 +287,7 @@ class Locater(nn.Module):
         state: LocaterState,
         memory_mask: torch.Tensor | None = None,
         memory_mask_select: torch.Tensor | None = None,
+        vision_tokens: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, LocaterState]:
         """Segment one frame and write it into the local memory.
 
@@ -235,11 +296,14 @@ class Locater(nn.Module):
             state: state from :meth:`start` or the previous :meth:`step`.
             memory_mask: optional ``B x 1 x H x W`` mask to remember instead of the prediction (teacher forcing).
             memory_mask_select: optional ``B`` bool: rows that use ``memory_mask`` (default: all rows).
+            vision_tokens: optional ``V x (1+N) x C`` :meth:`encode_frames` of ``frame``, when the caller has it.
 
         Returns:
             ``B x 1 x H x W`` logits and the new state.
         """
-        output, state = self.step_with_aux(frame, state, memory_mask, memory_mask_select, with_aux=False)
+        output, state = self.step_with_aux(
+            frame, state, memory_mask, memory_mask_select, with_aux=False, vision_tokens=vision_tokens
+        )
         return output.logits, state
 
     def _memory_cells(self, num_local_tokens: int, num_global_tokens: int) -> torch.Tensor:
@@ -292,11 +356,18 @@ class Locater(nn.Module):
         memory_mask: torch.Tensor | None = None,
         memory_mask_select: torch.Tensor | None = None,
         with_aux: bool = True,
+        vision_tokens: torch.Tensor | None = None,
     ) -> tuple[StepOutput, LocaterState]:
         """:meth:`step` that also returns the auxiliary logits (training); the one code path for both."""
         if frame.dim() != 4:
             raise ValueError(f"frame must be V x 3 x H x W, got {tuple(frame.shape)}")
-        vision = self.vision_encoder(frame)[state.video_index]  # B x (1+N) x C
+        if vision_tokens is None:
+            vision_tokens = self.vision_encoder(frame)
+        elif vision_tokens.dim() != 3 or vision_tokens.shape[0] != frame.shape[0]:
+            raise ValueError(
+                f"vision_tokens must be V x (1+N) x C for {frame.shape[0]} frames, got {tuple(vision_tokens.shape)}"
+            )
+        vision = vision_tokens[state.video_index]  # B x (1+N) x C
         stage_outputs = self.fuse(vision, state.words)
         features = stage_outputs[-1][:, 1:]  # V_t: B x N x C
         local = state.local_memory if state.local_memory is not None else features
