@@ -52,3 +52,61 @@ def test_segmenter_amp_runs_the_model_in_bfloat16_close_to_float32(tiny_model):
     for a, b in zip(exact, mixed):
         assert b.probabilities.dtype == torch.float32
         assert (a.probabilities - b.probabilities).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("has_units", [True, False])
+def test_auto_follows_native_bf16_support(monkeypatch, has_units):
+    from locater.engine import amp
+
+    monkeypatch.setattr(amp, "_cpu_has_bf16_units", lambda: has_units)
+    assert amp.native_bf16("cpu") is has_units
+    assert amp.resolve_amp("auto", "cpu") is has_units
+    assert amp.resolve_amp("on", "cpu") is True and amp.resolve_amp(False, "cpu") is False
+    with autocast_for("cpu", "auto"):
+        assert torch.is_autocast_enabled("cpu") is has_units
+    with pytest.raises(ValueError, match="amp must be true, false or auto"):
+        amp.resolve_amp("sometimes", "cpu")
+    with pytest.raises(ValueError, match="train.amp must be one of none, bf16, fp16, got 'auto'"):
+        check_amp("auto", "cpu", "train.amp")  # training names its precision
+
+
+def test_cpu_probe_reads_the_flags_when_torch_has_no_probe(monkeypatch):
+    from locater.engine import amp
+
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.delattr(torch.cpu, probe, raising=False)
+    amp._cpu_has_bf16_units.cache_clear()
+    monkeypatch.setattr(amp, "_cpu_flags", lambda: frozenset({"sse4_2", "avx512_bf16"}))
+    assert amp._cpu_has_bf16_units()
+    amp._cpu_has_bf16_units.cache_clear()
+    monkeypatch.setattr(amp, "_cpu_flags", lambda: frozenset({"sse4_2", "avx2"}))
+    assert not amp._cpu_has_bf16_units()
+    amp._cpu_has_bf16_units.cache_clear()  # the real machine's answer again for later tests
+
+
+def test_segmenter_and_eval_config_take_auto(monkeypatch, tiny_model):
+    import locater
+    from locater.config import ConfigError
+    from locater.engine import amp
+    from locater.inference import VideoSegmenter
+
+    for has_units in (True, False):
+        monkeypatch.setattr(amp, "_cpu_has_bf16_units", lambda has_units=has_units: has_units)
+        assert VideoSegmenter(tiny_model, device="cpu", amp="auto").amp is has_units
+    assert VideoSegmenter(tiny_model, device="cpu", amp="off").amp is False
+    assert locater.load_config(None, ["eval.amp=auto"]).eval.amp == "auto"
+    with pytest.raises(ConfigError, match="eval.amp must be true, false or auto, got 'maybe'"):
+        locater.load_config(None, ["eval.amp=maybe"])
+    with pytest.raises(ConfigError, match="eval.truncate must be true or false, got 'auto'"):
+        locater.load_config(None, ["eval.truncate=auto"])
+
+
+def test_demo_amp_flag_takes_off_on_auto_and_a_bare_flag():
+    from locater.cli.demo import parse_args
+
+    base = ["--checkpoint", "c.pt", "--video", "v.mp4", "--text", "a dog", "--out", "o"]
+    assert parse_args(base).amp == "auto"  # bf16 where the device has bf16 units
+    assert parse_args([*base, "--amp"]).amp == "on"  # the old switch keeps its meaning
+    assert parse_args([*base, "--amp", "auto", "model.global_memory.num_frames=5"]).amp == "auto"
+    with pytest.raises(SystemExit):
+        parse_args([*base, "--amp", "sometimes"])

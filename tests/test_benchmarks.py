@@ -173,3 +173,24 @@ def test_step_benchmark_writes_its_section(tmp_path):
     ]
     assert [row[:3] for row in rows] == [["ours", "float32", "1"], ["ours", "float32", "2"]]
     assert all(float(row[3]) > 0 and float(row[4]) > 0 for row in rows)  # ms / frame, frames/s
+
+
+@pytest.mark.slow
+def test_step_benchmark_compile_table_pairs_eager_and_compiled(tmp_path):
+    out = tmp_path / "benchmarks.md"
+    command = [sys.executable, "tools/benchmark.py", "--step", "--size", "32", "--frames", "2"]
+    command += ["--warmup", "1", "--skip-bf16", "--compile", "--threads", "1"]
+    command += ["--section", "fast-paths", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = out.read_text()
+    assert "<!-- begin:fast-paths -->" in text and "<!-- begin:step -->" not in text  # its own section
+    rows = {
+        cells[0]: cells
+        for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines())
+        if cells and cells[0] in ("float32", "float32 + torch.compile")
+    }
+    assert rows["float32"][2] == "1.00x" and float(rows["float32"][4]) == 0.0  # the reference against itself
+    compiled = rows["float32 + torch.compile"]
+    assert float(compiled[1]) > 0 and float(compiled[2].rstrip("x")) > 0
+    assert float(compiled[4]) < 1e-4 and float(compiled[5]) > 0.99  # the same outputs as eager

@@ -11,6 +11,7 @@ import pickle
 import platform
 import queue
 import re
+import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -83,15 +84,23 @@ def _fresh_process_child(function: Callable[[Any], Any], job: Any, results: mp.Q
         results.put(("error", traceback.format_exc()))
 
 
-def run_in_fresh_process(function: Callable[[Any], Any], job: Any, what: str) -> Any:
+class BenchmarkTimeout(RuntimeError):
+    """A benchmark process ran past its time limit and was stopped."""
+
+
+def run_in_fresh_process(
+    function: Callable[[Any], Any], job: Any, what: str, timeout_s: float | None = None
+) -> Any:
     """``function(job)`` in a spawned process (a clean peak memory); its result, returned here.
 
     ``function`` must be importable (a module-level function). An error in the child, or a child that dies without
-    a result (killed, out of memory), raises RuntimeError naming ``what``; the parent never waits forever.
+    a result (killed, out of memory), raises RuntimeError naming ``what``; the parent never waits forever. With
+    ``timeout_s``, a child still running after that many seconds is killed and :class:`BenchmarkTimeout` raised.
     """
     context = mp.get_context("spawn")
     results = context.Queue()
     process = context.Process(target=_fresh_process_child, args=(function, job, results))
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
     process.start()
     try:
         while True:
@@ -99,6 +108,11 @@ def run_in_fresh_process(function: Callable[[Any], Any], job: Any, what: str) ->
                 kind, value = results.get(timeout=1.0)
                 break
             except queue.Empty:
+                if deadline is not None and time.monotonic() > deadline:
+                    process.kill()
+                    raise BenchmarkTimeout(
+                        f"{what}: stopped after its time limit of {timeout_s:.0f} s"
+                    ) from None
                 if not process.is_alive():
                     try:  # a result put just before the exit
                         kind, value = results.get(timeout=1.0)

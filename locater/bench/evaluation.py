@@ -178,8 +178,7 @@ def main(argv: list[str] | None = None) -> str:
     text = (
         "## Evaluation loop (CPU)\n\n"
         f"Command: `python tools/benchmark.py --eval{' ' + ' '.join(argv) if argv else ''}`  \n"
-        f"Machine: {machine_description()}  \n"
-        f"Date: {time.strftime('%Y-%m-%d')}.\n\n"
+        f"Machine: {machine_description()}  \n\n"
         f"Split: {'synthetic ' + args.kind + f' ({args.size} px, seed 0)' if args.split_dir is None else split.root}"
         f", {videos} videos, {len(split.samples)} expressions; model `{args.model_config}` with random weights "
         f"(timing does not depend on them). Median of {args.repeats} interleaved runs each. The re-created "

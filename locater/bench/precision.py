@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> str:
             "",
             f"Command: `{command}`  ",
             f"Machine: {machine_description()}  ",
-            f"Date: {date.today().isoformat()}. Streaming: `{args.config}` with seeded random weights, {args.frames} "
+            f"Streaming: `{args.config}` with seeded random weights, {args.frames} "
             "random frames of one video, two sentences, eval mode. Training: "
             f"`{args.train_config}`, {args.steps} optimizer steps on one fixed random batch (2 clips x 3 frames) "
             "from the same weights under each AMP mode (fp16 with a gradient scaler).",

@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> str:
     command = "python tools/benchmark.py --scaling" + "".join(f" {shlex.quote(a)}" for a in given)
     markdown = (
         f"## Scaling with video length ({'GPU' if gpu else 'CPU'})\n\n"
-        f"Command: `{command}`  \nMachine: {machine_description()}  \nDate: {time.strftime('%Y-%m-%d')}.\n\n"
+        f"Command: `{command}`  \nMachine: {machine_description()}  \n\n"
         f"Model: {section['image_size']} px frames ({tokens} tokens), width {section['embed_dim']}, "
         f"{section['vision']['depth']} ViT blocks, K = {section['fusion']['num_stages']} fusion stages, one "
         "sentence, random weights and frames (timing does not depend on them). `locater`: the released memory "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -26,7 +26,7 @@ from locater.engine.train_logging import peak_memory_mb
 
 
 def training_step(
-    config: str,
+    config: str | Mapping,
     batch_size: int = 2,
     clip_length: int = 4,
     amp: str = "none",
@@ -36,7 +36,8 @@ def training_step(
     """A model of ``config`` and a function that runs one optimizer step on a fixed random batch.
 
     Args:
-        config: a config whose ``model`` section is built (``train.*`` supplies the optimizer and loss).
+        config: a config (path or mapping, e.g. a loaded :class:`~locater.config.Config` with overrides) whose
+            ``model`` section is built (``train.*`` supplies the optimizer and loss).
         batch_size: clips per step; clip_length: ``T`` frames per clip.
         amp: ``none`` | ``bf16`` | ``fp16`` (fp16 on CUDA only, with a gradient scaler).
         device: ``cpu`` or ``cuda``.
@@ -81,8 +82,24 @@ def training_step(
     return model, one_step
 
 
+def training_step_flops(config: str | Mapping, clip_length: int = 5, amp: str = "none") -> float:
+    """FLOPs of one :func:`training_step` on one clip (forward through the memory and the N1 global frames, loss,
+    backward), counted by torch's FlopCounterMode on the CPU.
+
+    Matrix products, convolutions and attention are counted (the optimizer update and element-wise work are not);
+    the count does not depend on ``amp``, which only makes the counting run faster where the CPU has bf16 units.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    _, one_step = training_step(config, batch_size=1, clip_length=clip_length, amp=amp, device="cpu")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        one_step()
+    return float(counter.get_total_flops())
+
+
 def benchmark_training(
-    config: str,
+    config: str | Mapping,
     batch_size: int = 2,
     clip_length: int = 4,
     steps: int = 5,
@@ -207,7 +224,7 @@ def main(argv: list[str] | None = None) -> str:
     markdown = (
         "## Training throughput\n\n"
         f"Command: `{command}`  \nMachine: {machine_description()}  \n"
-        f"Date: {time.strftime('%Y-%m-%d')}. One step = forward over the clip through the memory (plus the N1 global "
+        "One step = forward over the clip through the memory (plus the N1 global "
         "frames), BCE + Dice + auxiliary losses, backward, gradient clipping, AdamW; median-free mean over "
         f"{args.steps} steps after {args.warmup} warm-up steps, each config in a fresh process. "
         + gpu_note

@@ -5,6 +5,9 @@
   python tools/benchmark.py --scaling  [options]   streaming vs attend-over-all-frames on 16..1024 frames
   python tools/benchmark.py --train    [options]   training samples/s and peak memory
   python tools/benchmark.py --precision [options]  float32 on the device vs the CPU, bf16/fp16 autocast, AMP training
+  python tools/benchmark.py --data     [options]   training input pipeline: clips/s produced vs clips/s a GPU consumes
+  python tools/benchmark.py --suite gpu [options]  one-shot GPU suite: latency per precision, official vs ours,
+                                                   training with/without checkpointing, bf16 agreement (< 8 min)
 
 Options after the mode flag go to that benchmark: `python tools/benchmark.py --step --help`.
 """
@@ -22,6 +25,8 @@ MODES = {
     "--scaling": "locater.bench.scaling",
     "--train": "locater.bench.training",
     "--precision": "locater.bench.precision",
+    "--data": "locater.bench.data",
+    "--suite": "locater.bench.suite",
 }
 
 

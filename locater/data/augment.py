@@ -8,6 +8,12 @@ Applied in this order to the clip frames, their masks and the global frames alik
 
 then :func:`to_model_input` resizes and normalises exactly as :func:`locater.preprocess.preprocess_frames`
 (masks with nearest-neighbour on the same sampling grid). The same generator state gives the same output.
+
+:func:`augment_clip` draws the three in that order but applies them in the cheapest equivalent order: the crop box
+(drawn on the flipped mask when flipping) is mirrored back and cut first, the flip is the same copy, and the jitter,
+one affine colour map per clip whose contrast pivot is the mean grey of the whole uncropped clip, runs on the
+cropped pixels only. The result is the flip-jitter-crop of the list above; only a grey level in a few pixels per
+million can differ by one from a step-by-step float32 computation, as any rounding order would.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
 import torch
 
@@ -117,6 +124,45 @@ def hflip(clip: ClipArrays) -> ClipArrays:
     )
 
 
+def channel_means(*frame_sets: np.ndarray) -> np.ndarray:
+    """Mean R, G, B over every pixel of every ``N x H x W x 3`` uint8 array given (float64, shape ``3``)."""
+    sums, count = np.zeros(3), 0
+    for frames in frame_sets:
+        for frame in frames:
+            pixels = frame.shape[0] * frame.shape[1]
+            sums += np.asarray(cv2.mean(np.ascontiguousarray(frame))[:3]) * pixels
+            count += pixels
+    if count == 0:
+        raise ValueError("channel_means needs at least one pixel")
+    return sums / count
+
+
+def jitter_matrix(means: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """The photometric jitter as one affine colour map ``3 x 4`` (``out = M @ rgb + offset``).
+
+    Brightness scales, contrast pulls towards the mean grey ``g`` of the brightened clip (``means`` are its channel
+    means before brightening) and saturation towards each pixel's own grey; with grey weights ``w`` summing to 1
+    the three compose to ``M = b c (s I + (1 - s) 1 w^T)`` and ``offset = b g (1 - c)``.
+    """
+    weights = _GREY_WEIGHTS.astype(np.float64)
+    pivot = brightness * float(np.asarray(means, dtype=np.float64) @ weights)
+    matrix = (
+        brightness * contrast * (saturation * np.eye(3) + (1 - saturation) * np.outer(np.ones(3), weights))
+    )
+    return np.concatenate([matrix, np.full((3, 1), pivot * (1 - contrast))], axis=1)
+
+
+def apply_colour_map(frames: np.ndarray, colour_map: np.ndarray) -> np.ndarray:
+    """``N x H x W x 3`` uint8 through a ``3 x 4`` affine colour map, in float32, rounded and clipped to uint8."""
+    if frames.size == 0:
+        return frames
+    count, height, width, _ = frames.shape
+    rows = np.ascontiguousarray(frames).reshape(count * height, width, 3).astype(np.float32)
+    mapped = cv2.transform(rows, colour_map)
+    np.clip(mapped, 0, 255, out=mapped)
+    return cv2.convertScaleAbs(mapped).reshape(frames.shape)  # round half to even, as np.rint
+
+
 def photometric_jitter(
     frames: np.ndarray, brightness: float, contrast: float, saturation: float
 ) -> np.ndarray:
@@ -124,12 +170,7 @@ def photometric_jitter(
 
     A factor of 1 leaves that property unchanged.
     """
-    x = frames.astype(np.float32) * brightness
-    grey = x @ _GREY_WEIGHTS
-    x = (x - grey.mean()) * contrast + grey.mean()
-    grey = (x @ _GREY_WEIGHTS)[..., None]
-    x = (x - grey) * saturation + grey
-    return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    return apply_colour_map(frames, jitter_matrix(channel_means(frames), brightness, contrast, saturation))
 
 
 def sample_crop_box(
@@ -173,19 +214,37 @@ def crop(clip: ClipArrays, box: tuple[int, int, int, int]) -> ClipArrays:
 
 def augment_clip(clip: ClipArrays, config: AugmentConfig, rng: np.random.Generator) -> ClipArrays:
     """Flip, jitter and crop a clip as ``config`` says (see the module docstring)."""
-    if config.flip_prob > 0 and rng.random() < config.flip_prob:
-        clip = hflip(clip)
+    flip = config.flip_prob > 0 and rng.random() < config.flip_prob
+    colour_map = None
     if config.jitter_prob > 0 and rng.random() < config.jitter_prob:
         factors = [
             float(rng.uniform(1 - v, 1 + v)) for v in (config.brightness, config.contrast, config.saturation)
         ]
-        count = len(clip.frames)
-        jittered = photometric_jitter(np.concatenate([clip.frames, clip.global_frames]), *factors)
-        clip = replace(clip, frames=jittered[:count], global_frames=jittered[count:])
+        colour_map = jitter_matrix(channel_means(clip.frames, clip.global_frames), *factors)
+    height, width = clip.frames.shape[1:3]
+    top, left, crop_h, crop_w = 0, 0, height, width
     if config.crop_prob > 0 and rng.random() < config.crop_prob:
-        height, width = clip.frames.shape[1:3]
-        box = sample_crop_box(height, width, clip.masks[clip.anchor], config.crop_scale, rng)
-        clip = crop(clip, box)
+        keep = clip.masks[clip.anchor][:, ::-1] if flip else clip.masks[clip.anchor]
+        top, left, crop_h, crop_w = sample_crop_box(height, width, keep, config.crop_scale, rng)
+        if flip:  # the box was drawn on the mirrored frame: mirror it back
+            left = width - left - crop_w
+    columns = slice(left + crop_w - 1, left - 1 if left else None, -1) if flip else slice(left, left + crop_w)
+    window = (slice(None), slice(top, top + crop_h), columns)
+    if flip or (crop_h, crop_w) != (height, width):
+        clip = replace(
+            clip,
+            frames=np.ascontiguousarray(clip.frames[window]),
+            masks=np.ascontiguousarray(clip.masks[window]),
+            global_frames=np.ascontiguousarray(clip.global_frames[window]),
+        )
+    if flip:
+        clip = replace(clip, sentence=swap_left_right(clip.sentence))
+    if colour_map is not None:
+        clip = replace(
+            clip,
+            frames=apply_colour_map(clip.frames, colour_map),
+            global_frames=apply_colour_map(clip.global_frames, colour_map),
+        )
     return clip
 
 
