@@ -23,7 +23,8 @@ from locater.errors import LocaterError, OutputError
 logger = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v"}
+# .webm holds VP8, which browsers play (the app's overlay); OpenCV's wheels have no H.264 encoder
+VIDEO_FOURCC = {".mp4": "mp4v", ".avi": "MJPG", ".mkv": "mp4v", ".mov": "mp4v", ".webm": "VP80"}
 
 # Distinct, saturated RGB colours for the first sentences (then evenly spaced hues).
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -321,7 +322,8 @@ def draw_legend(
 
 # ------------------------------------------------------------------------------------------------------ writers
 class OverlayVideoWriter:
-    """Writes ``H x W x 3`` uint8 RGB frames to a video file (mp4v for .mp4/.mkv/.mov, MJPG for .avi).
+    """Writes ``H x W x 3`` uint8 RGB frames to a video file (mp4v for .mp4/.mkv/.mov, MJPG for .avi, VP8 for
+    .webm, which browsers play).
 
     The encoders store 4:2:0 video, which needs even sizes: an odd height or width loses its last row or column
     (``video_size``); masks written elsewhere keep the exact size.
