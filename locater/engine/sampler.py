@@ -15,7 +15,6 @@ import random
 import re
 from collections.abc import Iterator
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -127,14 +126,15 @@ def _seeded_generators(entropy: list[int]) -> Iterator[None]:
 
 
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
-    """DataLoader worker set-up: seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top), and
-    OpenCV on one thread, as torch already is in a worker: the workers are the parallelism, and a thread pool in
-    each of them would only make them compete for the cores."""
+    """DataLoader worker seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top).
+
+    OpenCV's thread count is left alone here: ``cv2.setNumThreads`` in a forked worker tears down the thread pool
+    inherited from the parent and can wait forever on a condition variable the parent's threads held at the fork
+    (seen as a hung training run)."""
     value = int(np.random.SeedSequence([seed, rank, worker_id, 3]).generate_state(1)[0])
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
-    cv2.setNumThreads(1)
 
 
 def ytvos_training_split(root: str, exclude_local_val: bool) -> YTVOSSplit:
