@@ -18,7 +18,7 @@ from locater.cli import evaluate
 from locater.config import ConfigError, load_config
 from locater.data.ref_davis import SENTENCE_SETS, RefDAVIS
 from locater.data.ytvos import YTVOSSplit
-from locater.engine import jf_evaluation
+from locater.engine import evaluator, jf_evaluation
 from locater.engine.amp import native_bf16
 from locater.engine.jf_report import DAVIS_AVERAGES, summarise
 from locater.engine.metrics import JF_KEYS
@@ -57,7 +57,7 @@ def oracle(swap_objects: bool = False):
 
 
 def test_a_perfect_predictor_scores_one_in_every_protocol(data, monkeypatch):
-    monkeypatch.setattr(jf_evaluation, "run_videos", oracle())
+    monkeypatch.setattr(evaluator, "run_videos", oracle())
     davis = RefDAVIS.open(data["davis"], "val", unsupervised=True)
     result = jf_evaluation.evaluate_jf(
         torch.nn.Identity(), davis, torch.device("cpu"), group=davis.group, unsupervised=True, progress=False
@@ -83,7 +83,7 @@ def test_a_perfect_predictor_scores_one_in_every_protocol(data, monkeypatch):
 
 
 def test_swapped_objects_fail_the_referring_protocol_but_not_the_paired_one(data, monkeypatch):
-    monkeypatch.setattr(jf_evaluation, "run_videos", oracle(swap_objects=True))
+    monkeypatch.setattr(evaluator, "run_videos", oracle(swap_objects=True))
     davis = RefDAVIS.open(data["davis"], "val", unsupervised=True)
     result = jf_evaluation.evaluate_jf(
         torch.nn.Identity(), davis, torch.device("cpu"), group=davis.group, unsupervised=True, progress=False
@@ -96,7 +96,7 @@ def test_swapped_objects_fail_the_referring_protocol_but_not_the_paired_one(data
 
 
 def test_ytvos_local_val_perfect_predictor(data, monkeypatch):
-    monkeypatch.setattr(jf_evaluation, "run_videos", oracle())
+    monkeypatch.setattr(evaluator, "run_videos", oracle())
     fake = data["ytvos"]
     split = YTVOSSplit.open(fake.root, "train").subset(fake.local_val)
     result = jf_evaluation.evaluate_jf(
@@ -171,13 +171,13 @@ def test_ytvos_local_val_command(data, tmp_path):
 def test_live_mode_reaches_the_model_loop(data, tmp_path, monkeypatch):
     """``eval.live=true`` runs the J&F evaluation with the causal global memory, as the IoU evaluations do."""
     seen = []
-    real = jf_evaluation.run_videos
+    real = evaluator.run_videos
 
     def spy(*args):
         seen.append(args[6])
         return real(*args)
 
-    monkeypatch.setattr(jf_evaluation, "run_videos", spy)
+    monkeypatch.setattr(evaluator, "run_videos", spy)
     out = tmp_path / "live"
     args = ["--config", "configs/model/tiny.yaml", "--checkpoint", str(data["ckpt"]), "eval.dataset=YTVOS"]
     args += ["eval.ytvos_split=local_val", f"eval.data_root={data['ytvos'].root}", "--output-dir", str(out)]

@@ -197,6 +197,63 @@ def run_videos(
     return frames_done, vision_passes
 
 
+def shard_plans(
+    split, max_videos: int | None, *, truncate: bool, videos_per_batch: int = 1, what: str = "split"
+) -> tuple[list[VideoPlan], list[VideoPlan]]:
+    """``(plans, mine)``: a plan for each of the split's first ``max_videos`` videos, and this process's share.
+
+    The share is :func:`distributed.balanced_shard` on the frame counts; with ``videos_per_batch > 1`` it is sorted
+    longest first, so that the videos run in lockstep have similar lengths (fewer idle rows).
+
+    Raises ValueError for ``videos_per_batch < 1`` (and what :func:`first_videos` raises).
+    """
+    if videos_per_batch < 1:
+        raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
+    videos = first_videos(split, max_videos, what)
+    plans = [VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
+    rank, world = distributed.get_rank(), distributed.get_world_size()
+    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
+    if videos_per_batch > 1:
+        mine.sort(key=lambda p: -len(p.frames))
+    return plans, mine
+
+
+def run_plans(
+    model: Locater,
+    split,
+    mine: list[VideoPlan],
+    device: torch.device,
+    on_frame,
+    *,
+    amp: bool | str = False,
+    prefetch: int = 4,
+    videos_per_batch: int = 1,
+    live: LiveSettings | None = None,
+    progress: bool = True,
+) -> tuple[int, int]:
+    """This process's videos through :func:`run_videos`, ``videos_per_batch`` at a time, under the autocast of
+    ``amp``, with a progress bar of videos on rank 0 (frames/s as its postfix).
+
+    Returns (frames processed, vision-encoder passes) of this process.
+    """
+    start_time = time.perf_counter()
+    autocast = autocast_for(device.type, amp)
+    frames_done = vision_passes = 0
+    show = progress and distributed.get_rank() == 0
+    bar = tqdm(total=len(mine), unit="video", disable=not show, dynamic_ncols=True)
+    for first in range(0, len(mine), videos_per_batch):
+        chunk = mine[first : first + videos_per_batch]
+        with autocast:
+            done, passes = run_videos(model, split, chunk, device, prefetch, on_frame, live)
+        frames_done += done
+        vision_passes += passes
+        elapsed = time.perf_counter() - start_time
+        bar.set_postfix(frames_per_s=f"{frames_done / max(elapsed, 1e-9):.1f}")
+        bar.update(len(chunk))
+    bar.close()
+    return frames_done, vision_passes
+
+
 @torch.inference_mode()
 def evaluate_layout_split(
     model: Locater,
@@ -219,17 +276,9 @@ def evaluate_layout_split(
     per video, in larger batches (faster for small models and on GPUs); results can differ from one video at a
     time in the last bits of floating-point sums. ``live`` evaluates the causal live mode (:mod:`locater.live`).
     """
-    if videos_per_batch < 1:
-        raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
-    videos = first_videos(split, max_videos)
     start_time = time.perf_counter()
+    plans, mine = shard_plans(split, max_videos, truncate=truncate, videos_per_batch=videos_per_batch)
     model.eval()
-    rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [VideoPlan(video, samples, frames_to_process(samples, truncate)) for video, samples in videos]
-    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
-    if videos_per_batch > 1:  # similar lengths together: fewer idle rows
-        mine.sort(key=lambda p: -len(p.frames))
-    autocast = autocast_for(device.type, amp)
     records: list[FrameRecord] = []
     labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
     ids_source = getattr(split, "expressions_file", None) or split.root
@@ -255,18 +304,18 @@ def evaluate_layout_split(
                 )
                 write_png(out, mask.astype(np.uint8) * 255)
 
-    frames_done = vision_passes = 0
-    bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-    for first in range(0, len(mine), videos_per_batch):
-        chunk = mine[first : first + videos_per_batch]
-        with autocast:
-            done, passes = run_videos(model, split, chunk, device, prefetch, score, live)
-        frames_done += done
-        vision_passes += passes
-        elapsed = time.perf_counter() - start_time
-        bar.set_postfix(frames_per_s=f"{frames_done / max(elapsed, 1e-9):.1f}")
-        bar.update(len(chunk))
-    bar.close()
+    frames_done, vision_passes = run_plans(
+        model,
+        split,
+        mine,
+        device,
+        score,
+        amp=amp,
+        prefetch=prefetch,
+        videos_per_batch=videos_per_batch,
+        live=live,
+        progress=progress,
+    )
     gathered = distributed.all_gather_objects((records, frames_done, vision_passes))
     all_records = [r for part in gathered for r in part[0]]
     metrics = SegmentationMetrics()
@@ -386,15 +435,9 @@ def write_ytvos_submission(
     from locater.data.frames import encode_png
     from locater.data.ytvos import SubmissionWriter
 
-    videos = first_videos(split, max_videos, f"{split.split} split")
     start_time = time.perf_counter()
+    plans, mine = shard_plans(split, max_videos, truncate=False, what=f"{split.split} split")
     model.eval()
-    rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [
-        VideoPlan(video, samples, frames_to_process(samples, truncate=False)) for video, samples in videos
-    ]
-    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
-    autocast = autocast_for(device.type, amp)
     encoded: list[tuple[str, str, str, bytes]] = []
     listed = {(p.video, s.expression): set(s.frames) for p in mine for s in p.samples}
 
@@ -407,15 +450,9 @@ def write_ytvos_submission(
                 png = encode_png(masks[row].astype(np.uint8) * 255)
                 encoded.append((plan.video, sample.expression, frame, png))
 
-    frames_done = vision_passes = 0
-    bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-    for plan in mine:
-        with autocast:
-            done, passes = run_videos(model, split, [plan], device, prefetch, encode, live)
-        frames_done += done
-        vision_passes += passes
-        bar.update(1)
-    bar.close()
+    frames_done, vision_passes = run_plans(
+        model, split, mine, device, encode, amp=amp, prefetch=prefetch, live=live, progress=progress
+    )
     gathered = distributed.all_gather_objects((encoded, frames_done, vision_passes))
     num_masks = sum(len(part[0]) for part in gathered)
     if distributed.is_main_process():

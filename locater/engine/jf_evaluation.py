@@ -17,13 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from locater.data.frames import write_png
 from locater.engine import distributed
-from locater.engine.amp import autocast_for
 from locater.engine.davis_protocol import combine_by_argmax, match_objects, pair_scores
-from locater.engine.evaluator import VideoPlan, first_videos, frames_to_process, run_videos
+from locater.engine.evaluator import VideoPlan, run_plans, shard_plans
 from locater.engine.metrics import MASK_THRESHOLD, JFRecord, score_jf_frame
 from locater.live import LiveSettings
 from locater.model.locater import Locater
@@ -123,16 +121,9 @@ def evaluate_jf(
     Masks are the binary rule of every evaluation here: sigmoid, bilinear resize (``align_corners=True``) to the
     annotation's size, ``> 0.5``.
     """
-    if videos_per_batch < 1:
-        raise ValueError(f"eval.videos_per_batch must be >= 1, got {videos_per_batch}")
-    videos = first_videos(split, max_videos)
     start_time = time.perf_counter()
+    plans, mine = shard_plans(split, max_videos, truncate=True, videos_per_batch=videos_per_batch)
     model.eval()
-    rank, world = distributed.get_rank(), distributed.get_world_size()
-    plans = [VideoPlan(video, samples, frames_to_process(samples)) for video, samples in videos]
-    mine = [plans[i] for i in distributed.balanced_shard([len(p.frames) for p in plans], rank, world)]
-    if videos_per_batch > 1:  # similar lengths together: fewer idle rows
-        mine.sort(key=lambda p: -len(p.frames))
     labels = {(p.video, s.expression): set(s.labels) for p in mine for s in p.samples}
     records: list[JFRecord] = []
     extra = _UnsupervisedScorer(split, group) if unsupervised else None
@@ -172,18 +163,18 @@ def evaluate_jf(
         if extra is not None:
             extra.add(plan, frame, probabilities)
 
-    autocast = autocast_for(device.type, amp)
-    frames_done = vision_passes = 0
-    bar = tqdm(total=len(mine), unit="video", disable=not (progress and rank == 0), dynamic_ncols=True)
-    for first in range(0, len(mine), videos_per_batch):
-        chunk = mine[first : first + videos_per_batch]
-        with autocast:
-            done, passes = run_videos(model, split, chunk, device, prefetch, score, live)
-        frames_done += done
-        vision_passes += passes
-        bar.set_postfix(frames_per_s=f"{frames_done / max(time.perf_counter() - start_time, 1e-9):.1f}")
-        bar.update(len(chunk))
-    bar.close()
+    frames_done, vision_passes = run_plans(
+        model,
+        split,
+        mine,
+        device,
+        score,
+        amp=amp,
+        prefetch=prefetch,
+        videos_per_batch=videos_per_batch,
+        live=live,
+        progress=progress,
+    )
     unsupervised_records, matching = extra.finish() if extra is not None else ([], [])
     gathered = distributed.all_gather_objects(
         (records, unsupervised_records, matching, frames_done, vision_passes)
