@@ -37,6 +37,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -174,29 +175,37 @@ def score_frame(
     return record
 
 
-class SegmentationMetrics:
-    """Accumulates :class:`FrameRecord` objects (from one or many processes) and computes every metric."""
+Record = TypeVar("Record")  # FrameRecord, JFRecord
 
-    def __init__(self, records: list[FrameRecord] | None = None) -> None:
-        self.records: list[FrameRecord] = list(records or [])
+
+class RecordAccumulator(Generic[Record]):
+    """Per-frame records from one or many processes; subclasses compute their metrics from them. Records have a
+    ``key`` that orders them (split, video, expression, frame), so results do not depend on the order of arrival."""
+
+    def __init__(self, records: list[Record] | None = None) -> None:
+        self.records: list[Record] = list(records or [])
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def add(self, record: FrameRecord) -> None:
+    def add(self, record: Record) -> None:
         self.records.append(record)
 
-    def extend(self, records: list[FrameRecord]) -> None:
+    def extend(self, records: list[Record]) -> None:
         self.records.extend(records)
 
-    def merge(self, other: SegmentationMetrics) -> SegmentationMetrics:
+    def merge(self, other: RecordAccumulator[Record]) -> RecordAccumulator[Record]:
         """Add another accumulator's records (e.g. another rank's, after gathering); returns ``self``."""
         self.records.extend(other.records)
         return self
 
-    def sorted_records(self) -> list[FrameRecord]:
-        """The records sorted by (video, expression, frame)."""
+    def sorted_records(self) -> list[Record]:
+        """The records sorted by their ``key``."""
         return sorted(self.records, key=lambda record: record.key)
+
+
+class SegmentationMetrics(RecordAccumulator[FrameRecord]):
+    """Accumulates :class:`FrameRecord` objects (from one or many processes) and computes every metric."""
 
     def compute(self) -> dict[str, float]:
         """Every metric (keys in the module docstring).
@@ -617,34 +626,13 @@ def davis_statistics(values: np.ndarray) -> tuple[float, float, float]:
     return float(values.mean()), float((values > 0.5).mean()), float(first.mean() - last.mean())
 
 
-class JFMetrics:
+class JFMetrics(RecordAccumulator[JFRecord]):
     """Accumulates :class:`JFRecord` objects (from one or many processes) and computes the DAVIS summary.
 
     ``skip_first_last=False`` (the default) scores every frame of an object, as referring segmentation does;
     ``skip_first_last=True`` drops each object's first and last frame, the DAVIS toolkit's semi-supervised
     convention (there the first frame's mask is given to the method).
     """
-
-    def __init__(self, records: list[JFRecord] | None = None) -> None:
-        self.records: list[JFRecord] = list(records or [])
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def add(self, record: JFRecord) -> None:
-        self.records.append(record)
-
-    def extend(self, records: list[JFRecord]) -> None:
-        self.records.extend(records)
-
-    def merge(self, other: JFMetrics) -> JFMetrics:
-        """Add another accumulator's records (e.g. another rank's, after gathering); returns ``self``."""
-        self.records.extend(other.records)
-        return self
-
-    def sorted_records(self) -> list[JFRecord]:
-        """The records sorted by (split, video, expression, frame)."""
-        return sorted(self.records, key=lambda record: record.key)
 
     def objects(
         self, skip_first_last: bool = False
