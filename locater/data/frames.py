@@ -48,7 +48,8 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of an image; PNG sizes come from the header without decoding the pixels."""
+    """``(height, width)`` of an image from its header, the pixels not decoded (PNG read directly, other formats
+    through Pillow)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"frame file missing: {path}")
@@ -59,7 +60,35 @@ def image_size(path: str | Path) -> tuple[int, int]:
             raise DataError(f"{path}: PNG without an IHDR header (corrupt file?)")
         width, height = struct.unpack(">II", head[16:24])
         return int(height), int(width)
-    return read_rgb(path).shape[:2]
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except OSError as error:
+        raise DataError(f"{path}: cannot read the image header ({error})") from error
+    return int(height), int(width)
+
+
+def check_mask_size(
+    mask: np.ndarray,
+    mask_path: Path,
+    frame_path: Path,
+    *,
+    what: str = "annotation",
+    context: str = "",
+    error: type[DataError] = DataError,
+) -> None:
+    """Raise ``error`` naming ``mask_path`` and both sizes when the ``H x W`` ``mask`` is not its frame's size
+    (read from the frame's header): a ground truth of another size would otherwise be resized and scored without
+    complaint. ``context`` (e.g. the video, expression and frame) ends the message in brackets."""
+    try:
+        height, width = image_size(frame_path)
+    except DataError as failure:
+        raise error(str(failure)) from failure
+    if tuple(mask.shape) != (height, width):
+        raise error(
+            f"{mask_path}: {what} is {mask.shape[0]} x {mask.shape[1]} (H x W), its frame {frame_path} is "
+            f"{height} x {width}" + (f" ({context})" if context else "")
+        )
 
 
 def read_id_map(path: str | Path) -> np.ndarray:
@@ -78,19 +107,6 @@ def read_id_map(path: str | Path) -> np.ndarray:
             return np.array(image)
     except OSError as error:
         raise DataError(f"{path}: cannot decode annotation ({error})") from error
-
-
-def header_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of an image from its header (Pillow; the pixels are not decoded)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"frame file missing: {path}")
-    try:
-        with Image.open(path) as image:
-            width, height = image.size
-    except OSError as error:
-        raise DataError(f"{path}: cannot read the image header ({error})") from error
-    return int(height), int(width)
 
 
 def encode_png(image: np.ndarray) -> bytes:

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from locater.config import TESTING_TYPES
-from locater.data.frames import DataError, UnsafePathError, encode_png, image_size, read_rgb
+from locater.data.frames import DataError, UnsafePathError, check_mask_size, encode_png, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.files import load_torch, save_torch_atomic, write_bytes_atomic
 from locater.paths import id_parts, safe_component
@@ -212,16 +212,14 @@ class LayoutSplit:
         """
         path = self.mask_path(video, expression, frame)
         mask = read_mask_file(path)
-        frame_path = self.frame_path(video, frame)
-        try:
-            size = image_size(frame_path)
-        except DataError as error:
-            raise LayoutError(str(error)) from error
-        if tuple(mask.shape) != tuple(size):
-            raise LayoutError(
-                f"{path}: mask is {mask.shape[0]} x {mask.shape[1]} (H x W), its frame {frame_path} is "
-                f"{size[0]} x {size[1]} (video {video!r}, expression {expression!r}, frame {frame})"
-            )
+        check_mask_size(
+            mask,
+            path,
+            self.frame_path(video, frame),
+            what="mask",
+            context=f"video {video!r}, expression {expression!r}, frame {frame}",
+            error=LayoutError,
+        )
         return mask
 
     def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:

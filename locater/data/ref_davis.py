@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from locater.data.frames import DataError, header_size, read_id_map, read_rgb
+from locater.data.frames import DataError, check_mask_size, read_id_map, read_rgb
 from locater.data.indices import global_frame_numbers
 from locater.data.layout import ExpressionSample
 from locater.paths import safe_component
@@ -284,14 +284,9 @@ class RefDAVIS:
             return self._cached[1]
         try:
             ids = read_id_map(path)
-            height, width = header_size(self.frame_path(video, frame))
         except DataError as error:
             raise RefDAVISError(str(error)) from error
-        if ids.shape != (height, width):
-            raise RefDAVISError(
-                f"{path}: annotation is {ids.shape[0]} x {ids.shape[1]} (H x W), its frame "
-                f"{self.frame_path(video, frame)} is {height} x {width}"
-            )
+        check_mask_size(ids, path, self.frame_path(video, frame), error=RefDAVISError)
         self._cached = (path, ids)
         return ids
 

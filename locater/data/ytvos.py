@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from locater.data.frames import DataError, encode_png, header_size, read_id_map, read_rgb
+from locater.data.frames import DataError, check_mask_size, encode_png, read_id_map, read_rgb
 from locater.data.indices import global_frame_numbers, random_global_frame_numbers
 from locater.data.layout import ExpressionSample
 from locater.files import replace_file, temporary_path
@@ -119,11 +119,16 @@ class YTVOSSplit:
         except DataError as error:
             raise YTVOSError(str(error)) from error
 
+    def _check_size(self, annotation: np.ndarray, video: str, frame: str) -> None:
+        check_mask_size(
+            annotation, self.annotation_path(video, frame), self.frame_path(video, frame), error=YTVOSError
+        )
+
     def load_mask(self, video: str, expression: str, frame: str) -> np.ndarray:
         """``H x W`` bool mask of the object the expression refers to; :class:`YTVOSError` naming the annotation
         file when its size is not its frame's (it would otherwise be resized and scored without complaint)."""
         annotation = self.load_annotation(video, frame)
-        _check_size(annotation, self.annotation_path(video, frame), self.frame_path(video, frame))
+        self._check_size(annotation, video, frame)
         return annotation == self.object_ids[(video, expression)]
 
     def global_frames(self, sample: ExpressionSample, num_global_frames: int) -> list[str]:
@@ -165,7 +170,7 @@ class YTVOSSplit:
             present: set[int] = set()
             for frame in sorted(set().union(*(sample.labels for sample in samples))):
                 annotation = self.load_annotation(video, frame)
-                _check_size(annotation, self.annotation_path(video, frame), self.frame_path(video, frame))
+                self._check_size(annotation, video, frame)
                 present.update(int(value) for value in np.unique(annotation))
             for sample in samples:
                 object_id = self.object_ids[(video, sample.expression)]
@@ -181,20 +186,6 @@ class YTVOSSplit:
         for sample in self.samples:
             grouped.setdefault(sample.video, []).append(sample)
         return grouped
-
-
-def _check_size(annotation: np.ndarray, annotation_path: Path, frame_path: Path) -> None:
-    """:class:`YTVOSError` naming the annotation file when its size is not its frame's (it would otherwise be
-    resized and scored without complaint)."""
-    try:
-        height, width = header_size(frame_path)
-    except DataError as error:
-        raise YTVOSError(str(error)) from error
-    if annotation.shape != (height, width):
-        raise YTVOSError(
-            f"{annotation_path}: annotation is {annotation.shape[0]} x {annotation.shape[1]} (H x W), "
-            f"its frame {frame_path} is {height} x {width}"
-        )
 
 
 def _read_meta(path: Path, with_objects: bool) -> tuple[list[ExpressionSample], dict[tuple[str, str], int]]:
