@@ -265,6 +265,18 @@ def overlay_masks(
     return out
 
 
+def overlay_with_legend(
+    frame: np.ndarray,
+    masks: np.ndarray,
+    sentences: Sequence[str],
+    colors: Sequence[tuple[int, int, int]],
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """:func:`overlay_masks`, then :func:`draw_legend` of the sentences: what the demo, the app and the webcam
+    show. Returns a new ``H x W x 3`` uint8 RGB frame."""
+    return draw_legend(overlay_masks(frame, masks, colors, alpha), sentences, colors)
+
+
 def _fit_text(text: str, max_width: int, scale: float, thickness: int) -> str:
     """``text`` in ASCII (OpenCV's fonts have no other glyphs), cut with '...' to fit ``max_width`` pixels."""
     text = text.encode("ascii", "replace").decode("ascii")

@@ -42,10 +42,9 @@ from locater.video_io import (
     FrameReader,
     OverlayVideoWriter,
     VideoError,
-    draw_legend,
     mask_colors,
     open_frames,
-    overlay_masks,
+    overlay_with_legend,
 )
 
 logger = logging.getLogger(__name__)
@@ -294,9 +293,7 @@ def segment_to_files(
         ):
             for result in results:
                 masks = result.masks.numpy()
-                writer.write(
-                    draw_legend(overlay_masks(result.frame, masks, colors, alpha), sentences, colors)
-                )
+                writer.write(overlay_with_legend(result.frame, masks, sentences, colors, alpha))
                 for folder, mask in zip(folders, masks):
                     archive.writestr(
                         f"{folder}/{result.index + 1:05d}.png", encode_png(mask.astype(np.uint8) * 255)
@@ -369,10 +366,8 @@ class WebcamStream:
         if not rgb.flags.writeable:  # a UI's frame buffer may be read-only; torch wants to own a writable one
             rgb = rgb.copy()
         result = self.session.push(rgb)
-        overlay = draw_legend(
-            overlay_masks(result.frame, result.masks.numpy(), self.colors, self.alpha),
-            self.sentences,
-            self.colors,
+        overlay = overlay_with_legend(
+            result.frame, result.masks.numpy(), self.sentences, self.colors, self.alpha
         )
         self.frames += 1
         self.busy_seconds += time.perf_counter() - tick

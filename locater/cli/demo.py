@@ -24,24 +24,19 @@ import argparse
 import contextlib
 import logging
 import sys
-import time
 from pathlib import Path
 
 from tqdm import tqdm
 
 from locater.cli.demo_live import add_live_arguments, check_live_arguments, run_live
+from locater.cli.demo_run import RunClock, demo_sentences, load_segmenter, mask_dirs, write_frame_outputs
 from locater.cli.entry import DEBUG_HELP, command
 from locater.cli.output_dir import prepare_output_dir
-from locater.data.frames import write_png
 from locater.files import write_json_atomic
-from locater.inference import VideoSegmenter
 from locater.video_io import (
     OverlayVideoWriter,
-    VideoError,
-    draw_legend,
     mask_colors,
     open_frames,
-    overlay_masks,
 )
 
 DEFAULT_FPS = 25.0
@@ -128,50 +123,23 @@ def run(args: argparse.Namespace) -> dict:
     num_frames = reader.num_frames if args.max_frames is None else min(reader.num_frames, args.max_frames)
     fps = args.fps or reader.fps or DEFAULT_FPS
     height, width = reader.frame_size
-    load_start = time.perf_counter()
-    segmenter = VideoSegmenter.from_checkpoint(
-        args.checkpoint,
-        device=args.device,
-        overrides=args.overrides,
-        amp=args.amp,
-        threshold=args.threshold,
-        trust_checkpoint=args.trust_checkpoint,
-    )
-    load_seconds = time.perf_counter() - load_start
-    sentences = list(args.text)
-    empty = [k for k, sentence in enumerate(sentences) if not sentence.strip()]
-    if empty:
-        raise VideoError(f"--text number {empty[0] + 1} is empty: give a sentence describing the object")
+    segmenter, load_seconds = load_segmenter(args)
+    sentences = demo_sentences(args)
     colors = mask_colors(len(sentences))
     prepare_output_dir(args.out, DEMO_OUTPUTS, overwrite=args.overwrite, flag="--out", last="summary.json")
-    mask_dirs = [args.out / "masks" / f"sentence_{k}" for k in range(len(sentences))]
+    dirs = mask_dirs(args.out, len(sentences))
     overlay_path = args.out / "overlay.mp4"
     writer = None if args.no_overlay else OverlayVideoWriter(overlay_path, fps, (height, width))
-    segment_seconds = write_seconds = 0.0
-    frames_done = 0
     bar = tqdm(total=num_frames, unit="frame", disable=args.no_progress, dynamic_ncols=True)
-    start = time.perf_counter()
+    clock = RunClock()
     finished = False
     try:
         results = segmenter.segment(reader, sentences, max_frames=args.max_frames)
-        while True:
-            tick = time.perf_counter()
-            result = next(results, None)
-            segment_seconds += time.perf_counter() - tick
-            if result is None:
-                break
-            tick = time.perf_counter()
-            masks = result.masks.numpy()
-            if writer is not None:
-                writer.write(
-                    draw_legend(overlay_masks(result.frame, masks, colors, args.alpha), sentences, colors)
-                )
-            if not args.no_masks:
-                for mask_dir, mask in zip(mask_dirs, masks):
-                    write_png(mask_dir / f"{result.index + 1:05d}.png", mask.astype("uint8") * 255)
-            write_seconds += time.perf_counter() - tick
-            frames_done += 1
-            bar.update(1)
+        clock.run(
+            results,
+            lambda result: write_frame_outputs(result, args, sentences, colors, writer, dirs),
+            lambda frames: bar.update(1),
+        )
         if writer is not None:
             writer.close()  # checks the file holds every frame written
         finished = True
@@ -181,26 +149,20 @@ def run(args: argparse.Namespace) -> dict:
             with contextlib.suppress(Exception):  # the failure that got us here is the one to report
                 writer.close()
             overlay_path.unlink(missing_ok=True)  # an unplayable, truncated overlay is worse than none
-    total_seconds = time.perf_counter() - start
     summary = {
         "video": str(args.video),
         "checkpoint": str(args.checkpoint),
         "sentences": sentences,
         "colors_rgb": [list(c) for c in colors],
-        "mask_dirs": [str(d.relative_to(args.out)) for d in mask_dirs] if not args.no_masks else [],
+        "mask_dirs": [str(d.relative_to(args.out)) for d in dirs] if not args.no_masks else [],
         "overlay": None if writer is None else str(overlay_path.relative_to(args.out)),
         "overlay_size": None if writer is None else list(writer.video_size),
-        "frames": frames_done,
+        "frames": clock.frames,
         "frame_size": [height, width],
         "fps": fps,
         "device": str(segmenter.device),
         "amp": segmenter.amp,  # the decision (--amp auto: whether this device got bf16)
-        "load_seconds": round(load_seconds, 3),
-        "segment_seconds": round(segment_seconds, 3),
-        "write_seconds": round(write_seconds, 3),
-        "total_seconds": round(total_seconds, 3),
-        "frames_per_second": round(frames_done / max(total_seconds, 1e-9), 3),
-        "segment_frames_per_second": round(frames_done / max(segment_seconds, 1e-9), 3),
+        **clock.summary(load_seconds),
     }
     write_json_atomic(args.out / "summary.json", summary, indent=2)  # last: it marks a complete run
     return summary

@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 import time
 
+from locater.cli.demo_run import RunClock, demo_sentences, load_segmenter, mask_dirs, write_frame_outputs
 from locater.cli.output_dir import prepare_output_dir
-from locater.data.frames import encode_png
 from locater.errors import InterruptedRun
-from locater.files import write_bytes_atomic, write_json_atomic
-from locater.inference import VideoSegmenter
+from locater.files import write_json_atomic
 from locater.live import LiveSettings
-from locater.video_io import VideoError, draw_legend, mask_colors, open_frames, overlay_masks
+from locater.video_io import mask_colors, open_frames
 from locater.video_stream import (
     CaptureReader,
     MjpegStreamWriter,
@@ -72,31 +71,24 @@ def run_live(args: argparse.Namespace) -> dict:
     """
     reader = open_live_source(args.video, args.read_timeout)  # a bad source fails before the model loads
     settings = LiveSettings(refresh_every=args.live_refresh_every, reservoir=args.live_reservoir)
-    load_start = time.perf_counter()
-    segmenter = VideoSegmenter.from_checkpoint(
-        args.checkpoint,
-        device=args.device,
-        overrides=args.overrides,
-        amp=args.amp,
-        threshold=args.threshold,
-        trust_checkpoint=args.trust_checkpoint,
-    )
-    load_seconds = time.perf_counter() - load_start
-    sentences = list(args.text)
-    empty = [k for k, sentence in enumerate(sentences) if not sentence.strip()]
-    if empty:
-        raise VideoError(f"--text number {empty[0] + 1} is empty: give a sentence describing the object")
+    segmenter, load_seconds = load_segmenter(args)
+    sentences = demo_sentences(args)
     colors = mask_colors(len(sentences))
     prepare_output_dir(args.out, LIVE_OUTPUTS, overwrite=args.overwrite, flag="--out", last="summary.json")
-    mask_dirs = [args.out / "masks" / f"sentence_{k}" for k in range(len(sentences))]
-    for mask_dir in [] if args.no_masks else mask_dirs:
+    dirs = mask_dirs(args.out, len(sentences))
+    for mask_dir in [] if args.no_masks else dirs:
         mask_dir.mkdir(parents=True, exist_ok=True)
     overlay_path = args.out / "overlay.mjpeg"
     writer = None if args.no_overlay else MjpegStreamWriter(overlay_path)
     report = _RateReport(args.report_every, not args.no_progress)
-    frames_done, frame_size, interrupted = 0, None, False
-    segment_seconds = write_seconds = 0.0
-    start = time.perf_counter()
+    frame_size, interrupted = None, False
+    clock = RunClock()
+
+    def write(result) -> None:
+        nonlocal frame_size
+        frame_size = list(result.frame.shape[:2])
+        write_frame_outputs(result, args, sentences, colors, writer, dirs, atomic=True)
+
     results = segmenter.segment(
         reader,
         sentences,
@@ -106,34 +98,13 @@ def run_live(args: argparse.Namespace) -> dict:
         read_timeout=args.read_timeout,
     )
     try:
-        while True:
-            tick = time.perf_counter()
-            result = next(results, None)
-            segment_seconds += time.perf_counter() - tick
-            if result is None:
-                break
-            tick = time.perf_counter()
-            frame_size = list(result.frame.shape[:2])
-            masks = result.masks.numpy()
-            if writer is not None:
-                writer.write(
-                    draw_legend(overlay_masks(result.frame, masks, colors, args.alpha), sentences, colors)
-                )
-            if not args.no_masks:
-                for mask_dir, mask in zip(mask_dirs, masks):
-                    write_bytes_atomic(
-                        mask_dir / f"{result.index + 1:05d}.png", encode_png(mask.astype("uint8") * 255)
-                    )
-            write_seconds += time.perf_counter() - tick
-            frames_done += 1
-            report.update(frames_done)
+        clock.run(results, write, report.update)
     except KeyboardInterrupt:
         interrupted = True
     finally:
         results.close()  # releases the source and the reading thread
         if writer is not None:
             writer.close()
-    total_seconds = time.perf_counter() - start
     summary = {
         "video": describe_source(stream_source_from_text(args.video)),
         "live": {"refresh_every": settings.refresh_every, "reservoir": settings.reservoir},
@@ -141,24 +112,19 @@ def run_live(args: argparse.Namespace) -> dict:
         "checkpoint": str(args.checkpoint),
         "sentences": sentences,
         "colors_rgb": [list(c) for c in colors],
-        "mask_dirs": [str(d.relative_to(args.out)) for d in mask_dirs] if not args.no_masks else [],
+        "mask_dirs": [str(d.relative_to(args.out)) for d in dirs] if not args.no_masks else [],
         "overlay": None if writer is None else str(overlay_path.relative_to(args.out)),
-        "frames": frames_done,
+        "frames": clock.frames,
         "frame_size": frame_size,
         "fps": args.fps or reader.fps,
         "device": str(segmenter.device),
         "amp": segmenter.amp,
-        "load_seconds": round(load_seconds, 3),
-        "segment_seconds": round(segment_seconds, 3),
-        "write_seconds": round(write_seconds, 3),
-        "total_seconds": round(total_seconds, 3),
-        "frames_per_second": round(frames_done / max(total_seconds, 1e-9), 3),
-        "segment_frames_per_second": round(frames_done / max(segment_seconds, 1e-9), 3),
+        **clock.summary(load_seconds),
     }
     write_json_atomic(args.out / "summary.json", summary, indent=2)  # last: it marks a finished run
     if interrupted:
         raise InterruptedRun(
-            f"interrupted after {frames_done} frames; {args.out} holds their outputs and summary.json"
+            f"interrupted after {clock.frames} frames; {args.out} holds their outputs and summary.json"
         )
     return summary
 
