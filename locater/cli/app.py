@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from locater.app.session import DEFAULT_MAX_FRAMES, QUICKSTART_CHECKPOINT, AppSession
-from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.entry import DEBUG_HELP, add_trust_checkpoint_flag, command
 from locater.errors import LocaterError, describe_os_error
 
 DEFAULT_PORT = 7860
@@ -94,11 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--keep-results", type=int, default=8, help="finished runs kept in --work-dir (default: 8)"
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
-    )
+    add_trust_checkpoint_flag(parser)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "overrides", nargs="*", help="config overrides key=value (e.g. model.global_memory.num_frames=5)"

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from locater.cli.demo_live import add_live_arguments, check_live_arguments, run_live
 from locater.cli.demo_run import RunClock, demo_sentences, load_segmenter, mask_dirs, write_frame_outputs
-from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.entry import DEBUG_HELP, add_trust_checkpoint_flag, command
 from locater.cli.output_dir import prepare_output_dir
 from locater.files import write_json_atomic
 from locater.video_io import (
@@ -72,11 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"frame rate of overlay.mp4 (default: the video's; {DEFAULT_FPS:g} for a frame folder)",
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
-    )
+    add_trust_checkpoint_flag(parser)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument(
         "--amp",

@@ -16,6 +16,7 @@ A command that sets up ``torch.distributed`` has its process group torn down on 
 
 from __future__ import annotations
 
+import argparse
 import errno
 import functools
 import os
@@ -37,6 +38,14 @@ from locater.errors import (
 
 DEBUG_FLAG = "--debug"
 DEBUG_HELP = "print the traceback of a failure (same as LOCATER_DEBUG=1)"
+TRUST_CHECKPOINT_HELP = (
+    "read a checkpoint that needs full unpickling (it can run code): only for files you trust"
+)
+
+
+def add_trust_checkpoint_flag(parser: argparse.ArgumentParser, help: str = TRUST_CHECKPOINT_HELP) -> None:
+    """``--trust-checkpoint``, the opt-in to full unpickling that every command reading checkpoints has."""
+    parser.add_argument("--trust-checkpoint", action="store_true", help=help)
 
 
 def _raise_interrupt(signum, frame) -> None:  # SIGTERM -> the same clean path as Ctrl-C

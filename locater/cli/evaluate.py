@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.entry import DEBUG_HELP, add_trust_checkpoint_flag, command
 from locater.cli.output_dir import prepare_output_dir
 from locater.config import ConfigError, load_config, save_config
 from locater.data.layout import KINDED_DATASETS, TESTING_TYPES
@@ -79,11 +79,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace an earlier evaluation's outputs in --output-dir"
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
-    )
+    add_trust_checkpoint_flag(parser)
     parser.add_argument(
         "--save-masks", action="store_true", help="write masks/<video>/<expression>/<frame>.png"
     )

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from locater.checkpoint import CheckpointError, export_official, export_safetensors
-from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.entry import DEBUG_HELP, add_trust_checkpoint_flag, command
 from locater.files import save_torch_atomic
 from locater.model.loading import load_model
 
@@ -44,11 +44,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, required=True, help="the file to write")
     parser.add_argument("--format", choices=FORMATS, default="safetensors", help="(default: safetensors)")
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="read a checkpoint that needs full unpickling (it can run code): only for files you trust",
-    )
+    add_trust_checkpoint_flag(parser)
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     parser.add_argument(
         "overrides",

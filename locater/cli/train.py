@@ -21,7 +21,7 @@ import logging
 import sys
 from pathlib import Path
 
-from locater.cli.entry import DEBUG_HELP, command
+from locater.cli.entry import DEBUG_HELP, add_trust_checkpoint_flag, command
 from locater.config import load_config
 from locater.engine import distributed
 from locater.engine.trainer import train
@@ -44,10 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"], help="(default: INFO)"
     )
-    parser.add_argument(
-        "--trust-checkpoint",
-        action="store_true",
-        help="read a checkpoint (init or resume) that needs full unpickling (it can run code): only files you trust",
+    add_trust_checkpoint_flag(
+        parser,
+        "read a checkpoint (init or resume) that needs full unpickling (it can run code): only files you trust",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     return parser
