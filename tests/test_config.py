@@ -6,7 +6,7 @@ import yaml
 import locater
 from locater.config import ConfigError, load_config, save_config
 
-RECIPES = sorted(Path("configs").rglob("recipes/*.yaml"))
+RECIPES = sorted(p for p in Path("configs").rglob("*.yaml") if "recipes" in p.parts)
 CONFIGS = sorted(p for p in Path("configs").rglob("*.yaml") if p not in RECIPES)
 
 
