@@ -13,7 +13,7 @@ from locater.engine.checkpoints import CheckpointManager, load_training_checkpoi
 from locater.engine.losses import LossWeights, segmentation_loss
 from locater.engine.optim import LRSchedule, build_optimizer
 from locater.engine.sampler import TrainingSampler
-from locater.preprocess import preprocess_frames
+from locater.preprocess import normalise_frames
 
 
 def _loss(logits, masks, valid, aux_logits=None, **weights):
@@ -150,7 +150,7 @@ def test_synthetic_stream_start_share_begins_clips_at_the_video_start():
             item = stream[(0, key)]
             kind = item["video"].split("_")[1]
             video = generate_video(kind, [0, key, 12], size=64, num_frames=12, all_labelled=True)
-            frames = preprocess_frames(video.frames, 64)
+            frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2)  # uint8, no resize at 64 px
             starts.append(next(s for s in range(10) if torch.equal(frames[s : s + 3], item["frames"])))
         return starts
 
@@ -170,7 +170,7 @@ def test_synthetic_stream_crossing_share_places_temp_clips_across_the_crossing()
         for key in range(12):
             item = stream[(0, key)]
             video = generate_video("TEMP", [0, key, 12], size=64, num_frames=14, all_labelled=True)
-            frames = preprocess_frames(video.frames, 64)
+            frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2)  # uint8, no resize at 64 px
             start = next(s for s in range(12) if torch.equal(frames[s : s + 3], item["frames"]))
             offsets.append(crossing_frame(video.objects, video.expressions[0].target) - start)
         return offsets
@@ -191,7 +191,7 @@ def test_synthetic_stream_frame_stride_reads_the_video_at_a_lower_frame_rate():
     for key in range(10):
         item = stream[(0, key)]
         video = generate_video("TEMP", [0, key, 12], size=64, num_frames=14, all_labelled=True)
-        frames = preprocess_frames(video.frames, 64)
+        frames = torch.from_numpy(video.frames).permute(0, 3, 1, 2)  # uint8, no resize at 64 px
         (start, stride), *others = [
             (s, k)
             for k in (1, 2, 3)
@@ -229,9 +229,13 @@ def test_a_few_steps_overfit_a_fixed_tiny_batch():
     losses = []
     for _ in range(60):
         logits, aux = model(
-            batch["global_frames"], batch["input_ids"], batch["frames"], batch["masks"], valid
+            normalise_frames(batch["global_frames"]),
+            batch["input_ids"],
+            normalise_frames(batch["frames"]),
+            batch["masks"].float(),
+            valid,
         )
-        loss, _ = segmentation_loss(logits, aux, batch["masks"], valid, weights)
+        loss, _ = segmentation_loss(logits, aux, batch["masks"].float(), valid, weights)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

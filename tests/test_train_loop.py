@@ -248,7 +248,7 @@ def test_context_frames_write_the_true_mask_and_are_not_supervised(tmp_path):
     assert torch.equal(seen["select"], batch["context"])
     # the loss ignores the context frames: changing their masks changes nothing
     loss, _ = trainer._micro_step(network, batch)
-    batch["masks"][batch["context"]] = 1.0 - batch["masks"][batch["context"]]
+    batch["masks"][batch["context"]] = ~batch["masks"][batch["context"]]
     again, _ = trainer._micro_step(network, batch)
     assert torch.equal(loss, again)
     batch["context"][:] = False

@@ -9,8 +9,9 @@ throughput, at its peak and at an assumed utilisation; on a machine with a GPU a
 config's training step in bf16 (:func:`locater.bench.training.benchmark_training`).
 
 Produced: an A2D-like split (:mod:`locater.bench.a2d_like`, the A2D converter's file formats and frame sizes) is
-written into a temporary folder, and the trainer's own dataset and loader (:func:`build_train_dataset`,
-:func:`build_loader`: the real augmentation of the config) are timed: in one process on one core (what one
+written into a temporary folder, with its decoded-frame cache (:mod:`locater.data.frame_cache`), and the
+trainer's own dataset and loader (:func:`build_train_dataset`, :func:`build_loader`: the real augmentation of the
+config) are timed for each frame source (the PNG files, the cache): in one process on one core (what one
 DataLoader worker makes), then through the DataLoader with 1 worker and with the configured ``num_workers``. Each
 measurement runs in a fresh process. The files sit in the page cache while measured; the table also gives the
 disk bandwidth the consumed rate needs when they do not.
@@ -32,7 +33,9 @@ import torch
 
 from locater.bench import machine_description, markdown_table, run_in_fresh_process, write_section
 from locater.bench.a2d_like import A2D_FRAME_SIZES, write_a2d_like_split
+from locater.data.frame_cache import build_frame_cache, cache_size_bytes
 
+LOADER_WINDOWS = 6  # the DataLoader's batches are timed in this many windows; the rate is their median
 # H100 SXM, dense bf16 tensor-core peak (the data sheet's 1979 counts 2:4 sparsity)
 H100_BF16_DENSE_TFLOPS = 989.0
 
@@ -69,7 +72,8 @@ def _one_core_rate(job: dict) -> dict:
 
 def _loader_rate(job: dict) -> dict:
     """Clips/s through the trainer's DataLoader with ``job["workers"]`` workers, after the first batch (workers
-    started and their prefetch queues filling)."""
+    started and their prefetch queues filling): the median over :data:`LOADER_WINDOWS` windows of consecutive
+    batches, so that a burst of other load on a shared machine moves one window, not the result."""
     from locater.engine.distributed import DistInfo
     from locater.engine.sampler import build_loader, build_train_dataset
 
@@ -80,17 +84,20 @@ def _loader_rate(job: dict) -> dict:
     dataset = build_train_dataset(cfg)
     info = DistInfo(rank=0, world_size=1, local_rank=0, device=torch.device("cpu"))
     batches = iter(build_loader(dataset, cfg, info, start=0))
+    window = max(1, job["batches"] // LOADER_WINDOWS)
+    rates = []
     try:
         next(batches)
-        tic = time.perf_counter()
-        for _ in range(job["batches"]):
-            next(batches)
-        seconds = time.perf_counter() - tic
+        for _ in range(max(1, job["batches"] // window)):
+            tic = time.perf_counter()
+            for _ in range(window):
+                next(batches)
+            rates.append(window * cfg.train.batch_size / (time.perf_counter() - tic))
     finally:
         # the workers are persistent: stop them now, not in the interpreter's exit (where one may abort)
         del batches
         gc.collect()
-    return {"clips_per_s": job["batches"] * cfg.train.batch_size / seconds}
+    return {"clips_per_s": statistics.median(rates)}
 
 
 def _flops_job(job: dict) -> float:
@@ -150,7 +157,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         help="HxW of the frames, used in turn (repeatable; default: A2D's clips320H sizes 320x427 and 320x569)",
     )
     parser.add_argument("--clips", type=int, default=40, help="clips timed in one process on one core")
-    parser.add_argument("--batches", type=int, default=20, help="batches timed through each DataLoader")
+    parser.add_argument(
+        "--batches", type=int, default=60, help="batches timed through each DataLoader (in 6 windows)"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -180,18 +189,24 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> str:
     args = _parse(argv)
     import locater
+    from locater.data.layout import LayoutSplit
 
     cfg = locater.load_config(args.config, args.overrides)
     train = cfg.train
     configured_workers = train.data.num_workers
-    worker_counts = args.workers or sorted({1, max(configured_workers, 1)})
+    # one worker's DataLoader rate (its work plus handing batches over) is what the node estimate scales
+    worker_counts = sorted({1, *(args.workers or [max(configured_workers, 1)])})
     sizes = tuple(args.frame_size or A2D_FRAME_SIZES)
     load_before = os.getloadavg()[0]
+    sources: dict[str, dict] = {}  # frame source -> its measurements
     with tempfile.TemporaryDirectory(prefix="locater-data-bench-") as tmp:
-        print("writing the A2D-like split ...", flush=True)
+        print("writing the A2D-like split and its frame cache ...", flush=True)
         written = write_a2d_like_split(
             tmp, num_videos=args.videos, num_frames=args.frames_per_video, frame_sizes=sizes
         )
+        cache_dir = Path(tmp) / "frame_cache"
+        build_frame_cache(LayoutSplit.open(written.split_dir), cache_dir, progress=False)
+        cache_bytes_per_frame = cache_size_bytes(cache_dir) / (written.num_videos * written.num_frames)
         job = {
             "config": args.config,
             "split_dir": str(written.split_dir),
@@ -204,29 +219,34 @@ def main(argv: list[str] | None = None) -> str:
         if torch.cuda.is_available():
             print("measuring the training step on the GPU ...", flush=True)
             measured_gpu = run_in_fresh_process(_gpu_job, job, "training step on the GPU")
-        print("timing one core ...", flush=True)
-        one_core = run_in_fresh_process(
-            _one_core_rate, dict(job, clips=args.clips, warmup=2), "dataset on one core"
-        )
-        loaders = {}
-        for workers in worker_counts:
-            print(f"timing the DataLoader with {workers} worker(s) ...", flush=True)
-            loaders[workers] = run_in_fresh_process(
-                _loader_rate,
-                dict(job, workers=workers, batches=args.batches),
-                f"DataLoader, {workers} workers",
+        for name, extra in (
+            ("PNG frames", []),
+            ("decoded-frame cache", [f"train.data.frame_cache={cache_dir}"]),
+        ):
+            source_job = dict(job, overrides=[*job["overrides"], *extra])
+            print(f"{name}: timing one core ...", flush=True)
+            one_core = run_in_fresh_process(
+                _one_core_rate, dict(source_job, clips=args.clips, warmup=2), f"{name}, dataset on one core"
             )
-        bytes_per_clip = (train.clip_length + cfg.model.global_memory.num_frames) * written.mean_png_bytes
+            loaders = {}
+            for workers in worker_counts:
+                print(f"{name}: timing the DataLoader with {workers} worker(s) ...", flush=True)
+                loaders[workers] = run_in_fresh_process(
+                    _loader_rate,
+                    dict(source_job, workers=workers, batches=args.batches),
+                    f"{name}, DataLoader, {workers} workers",
+                )
+            sources[name] = {"one_core": one_core, "loaders": loaders}
     load_after = os.getloadavg()[0]
 
     peak_rate = args.peak_tflops * 1e12 / flops
     assumed_rate = peak_rate * args.utilisation
-    core_rate = 1.0 / one_core["seconds_per_clip"]
     cores_per_gpu = args.node_cores / args.node_gpus
+    cores_used = min(cores_per_gpu, configured_workers or 1)
     here_cores = os.cpu_count() or 1
-    node_estimate = core_rate * min(cores_per_gpu, configured_workers or 1)
     consumed = measured_gpu["samples_per_s"] if measured_gpu else assumed_rate
     consumed_label = "measured on this GPU" if measured_gpu else f"at {args.utilisation:.0%} utilisation"
+    frames_per_clip = train.clip_length + cfg.model.global_memory.num_frames
 
     rows = [
         [
@@ -252,42 +272,50 @@ def main(argv: list[str] | None = None) -> str:
                 "",
             ]
         )
-    rows.append(
-        [
-            "produced: one core, in process (one worker's work)",
-            f"{core_rate:.1f}",
-            f"{one_core['seconds_per_clip'] * 1000:.1f} ms / clip (median of {args.clips})",
-            f"{core_rate / consumed:.3g}x",
-        ]
-    )
-    for workers, result in loaders.items():
-        note = f"{min(workers, here_cores)} of this machine's {here_cores} cores"
-        if workers > here_cores:
-            note = f"{workers} workers sharing this machine's {here_cores} cores"
+    estimates = {}
+    for name, result in sources.items():
+        core_rate = 1.0 / result["one_core"]["seconds_per_clip"]
         rows.append(
             [
-                f"produced: DataLoader, {workers} worker{'s' if workers > 1 else ''}",
-                f"{result['clips_per_s']:.1f}",
-                note,
-                f"{result['clips_per_s'] / consumed:.3g}x",
+                f"produced from {name}: one core, in process (one worker's work)",
+                f"{core_rate:.1f}",
+                f"{result['one_core']['seconds_per_clip'] * 1000:.1f} ms / clip (median of {args.clips})",
+                f"{core_rate / consumed:.3g}x",
             ]
         )
-    rows.append(
-        [
-            f"produced per GPU on a {args.node_cores}-core {args.node_gpus}-GPU node (estimate)",
-            f"{node_estimate:.1f}",
-            f"one core's rate x {min(cores_per_gpu, configured_workers or 1):g} cores per GPU "
-            f"({configured_workers} workers per GPU share them)",
-            f"**{node_estimate / consumed:.3g}x**",
-        ]
-    )
+        for workers, loader in result["loaders"].items():
+            note = f"{min(workers, here_cores)} of this machine's {here_cores} cores"
+            if workers > here_cores:
+                note = f"{workers} workers sharing this machine's {here_cores} cores"
+            rows.append(
+                [
+                    f"produced from {name}: DataLoader, {workers} worker{'s' if workers > 1 else ''}",
+                    f"{loader['clips_per_s']:.1f}",
+                    note,
+                    f"{loader['clips_per_s'] / consumed:.3g}x",
+                ]
+            )
+        worker_rate = result["loaders"][1]["clips_per_s"]
+        estimates[name] = (worker_rate, worker_rate * cores_used)
+        rows.append(
+            [
+                f"produced from {name} per GPU on a {args.node_cores}-core {args.node_gpus}-GPU node (estimate)",
+                f"{worker_rate * cores_used:.1f}",
+                f"one worker's DataLoader rate x {cores_used:g} cores per GPU ({configured_workers} workers per "
+                "GPU share them)",
+                f"**{worker_rate * cores_used / consumed:.3g}x**",
+            ]
+        )
     header = ["rate", "clips/s", "how", f"headroom (produced / consumed {consumed_label})"]
-    headroom = node_estimate / consumed
-    needed_ms = 1000.0 / (2.0 * consumed / min(cores_per_gpu, configured_workers or 1))
+    needed_ms = 1000.0 / (2.0 * consumed / cores_used)
     command = "python tools/benchmark.py --data" + (
         f" --config {args.config}" if args.config != "configs/a2d/train.yaml" else ""
     )
     size_text = ", ".join(f"{h} x {w}" for h, w in sizes)
+    png_rate, png_node = estimates["PNG frames"]  # one worker's clips/s, and per GPU
+    cache_rate, cache_node = estimates["decoded-frame cache"]
+    png_bytes = frames_per_clip * written.mean_png_bytes
+    cache_bytes = frames_per_clip * cache_bytes_per_frame
     markdown = "\n".join(
         [
             "## Training input pipeline",
@@ -300,7 +328,9 @@ def main(argv: list[str] | None = None) -> str:
             f"train.amp {train.amp}, {configured_workers} DataLoader workers per GPU. Data: an A2D-like split "
             f"written by `locater.bench.a2d_like` ({written.num_videos} videos of {written.num_frames} PNG frames, "
             f"{size_text}, mean {written.mean_png_bytes / 1024:.0f} KiB a frame; {written.num_items} training "
-            "items), the trainer's dataset, loader and augmentation, files in the page cache.",
+            f"items) read from its PNG files, then from its decoded-frame cache (`train.data.frame_cache`, "
+            f"{cache_bytes_per_frame / 1024:.0f} KiB a frame); the trainer's dataset, loader and augmentation, "
+            "files in the page cache.",
             "",
             markdown_table(header, rows),
             "",
@@ -311,15 +341,20 @@ def main(argv: list[str] | None = None) -> str:
             "frames may sustain less than that (the GPU suite measures it), which lowers the consumption and "
             "raises the headroom.",
             f"- Produced per GPU: {args.node_cores} cores / {args.node_gpus} GPUs = {cores_per_gpu:g} cores per GPU, "
-            f"shared by its {configured_workers} workers (and its training process, not counted here): "
-            f"{core_rate:.1f} clips/s a core x {min(cores_per_gpu, configured_workers or 1):g} = "
-            f"{node_estimate:.1f} clips/s, headroom {headroom:.3g}x. A headroom of 2x needs "
-            f"{needed_ms:.1f} ms of CPU a clip.",
-            f"- Disk: a clip reads {train.clip_length + cfg.model.global_memory.num_frames} frames "
-            f"({bytes_per_clip / 2**20:.1f} MiB); at the consumed rate one GPU reads "
-            f"{bytes_per_clip * consumed / 2**20:.0f} MiB/s, a node of {args.node_gpus} "
-            f"{bytes_per_clip * consumed * args.node_gpus / 2**30:.1f} GiB/s, when the frames are not in the "
-            "page cache.",
+            f"shared by its {configured_workers} workers (and its training process, not counted here). One worker "
+            "on one core, handing its batches to the main process, makes from the "
+            f"PNG files {png_rate:.1f} clips/s x {cores_used:g} = {png_node:.1f} clips/s, headroom "
+            f"{png_node / consumed:.3g}x; from the decoded-frame cache {cache_rate:.1f} x {cores_used:g} = "
+            f"{cache_node:.1f} clips/s, headroom {cache_node / consumed:.3g}x. A headroom of 2x needs "
+            f"{needed_ms:.1f} ms of CPU a clip. The rows of several workers on this machine's {here_cores} cores "
+            "show what its cores make together with the hand-over between the processes "
+            "([notes](#notes-on-the-input-pipeline)).",
+            f"- Disk: a clip reads {frames_per_clip} frames: {png_bytes / 2**20:.1f} MiB of PNG, "
+            f"{cache_bytes / 2**20:.1f} MiB of cache. At the consumed rate one GPU reads "
+            f"{png_bytes * consumed / 2**20:.0f} MiB/s of PNG or {cache_bytes * consumed / 2**20:.0f} MiB/s of "
+            f"cache, a node of {args.node_gpus} GPUs {png_bytes * consumed * args.node_gpus / 2**30:.1f} or "
+            f"{cache_bytes * consumed * args.node_gpus / 2**30:.1f} GiB/s, when the files are not in the page "
+            "cache.",
         ]
     )
     print(markdown)

@@ -6,14 +6,16 @@ Applied in this order to the clip frames, their masks and the global frames alik
 2. photometric jitter: brightness, contrast, saturation, one set of factors for the whole clip;
 3. random scale/crop of the whole clip that keeps the referred object of the annotated frame inside;
 
-then :func:`to_model_input` resizes and normalises exactly as :func:`locater.preprocess.preprocess_frames`
-(masks with nearest-neighbour on the same sampling grid). The same generator state gives the same output.
+then :func:`to_model_input` resizes as :func:`locater.preprocess.preprocess_frames` does, on uint8
+(:func:`locater.preprocess.resize_frames_uint8`; the trainer normalises on its device), and the masks with
+nearest-neighbour on the same sampling grid. The same generator state gives the same output.
 
 :func:`augment_clip` draws the three in that order but applies them in the cheapest equivalent order: the crop box
 (drawn on the flipped mask when flipping) is mirrored back and cut first, the flip is the same copy, and the jitter,
 one affine colour map per clip whose contrast pivot is the mean grey of the whole uncropped clip, runs on the
-cropped pixels only. The result is the flip-jitter-crop of the list above; only a grey level in a few pixels per
-million can differ by one from a step-by-step float32 computation, as any rounding order would.
+cropped pixels only (OpenCV, on uint8). The result is the flip-jitter-crop of the list above: the same pixels and
+masks, with colours that may differ by one grey level (rounding; never more) from a step-by-step float
+computation.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import cv2
 import numpy as np
 import torch
 
-from locater.preprocess import preprocess_frames
+from locater.preprocess import resize_frames_uint8
 
 _LEFT_RIGHT = re.compile(r"\b(left|right)\b", re.IGNORECASE)
 _GREY_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -153,14 +155,16 @@ def jitter_matrix(means: np.ndarray, brightness: float, contrast: float, saturat
 
 
 def apply_colour_map(frames: np.ndarray, colour_map: np.ndarray) -> np.ndarray:
-    """``N x H x W x 3`` uint8 through a ``3 x 4`` affine colour map, in float32, rounded and clipped to uint8."""
+    """``N x H x W x 3`` uint8 through a ``3 x 4`` affine colour map, rounded and clipped to uint8.
+
+    OpenCV maps the uint8 pixels directly (4x faster than through float32); its fixed-point rounding puts a few
+    percent of the values one grey level from the exact formula, none further.
+    """
     if frames.size == 0:
         return frames
     count, height, width, _ = frames.shape
-    rows = np.ascontiguousarray(frames).reshape(count * height, width, 3).astype(np.float32)
-    mapped = cv2.transform(rows, colour_map)
-    np.clip(mapped, 0, 255, out=mapped)
-    return cv2.convertScaleAbs(mapped).reshape(frames.shape)  # round half to even, as np.rint
+    rows = np.ascontiguousarray(frames).reshape(count * height, width, 3)
+    return cv2.transform(rows, colour_map).reshape(frames.shape)
 
 
 def photometric_jitter(
@@ -212,6 +216,19 @@ def crop(clip: ClipArrays, box: tuple[int, int, int, int]) -> ClipArrays:
     )
 
 
+def cut_window(arrays: np.ndarray, window: tuple[slice, ...], flip: bool) -> np.ndarray:
+    """A contiguous copy of ``arrays[window]`` (``N x H x W [x C]``, uint8 or bool), mirrored left-right when
+    ``flip``: OpenCV mirrors each frame (numpy's copy through a negative stride was 40x slower)."""
+    cut = arrays[window]
+    if not flip or cut.size == 0:
+        return np.ascontiguousarray(cut[:, :, ::-1] if flip else cut)
+    source = cut.view(np.uint8) if cut.dtype == np.bool_ else cut
+    out = np.empty(cut.shape, dtype=np.uint8)
+    for image, target in zip(source, out):
+        cv2.flip(image, 1, dst=target)
+    return out.view(np.bool_) if cut.dtype == np.bool_ else out
+
+
 def augment_clip(clip: ClipArrays, config: AugmentConfig, rng: np.random.Generator) -> ClipArrays:
     """Flip, jitter and crop a clip as ``config`` says (see the module docstring)."""
     flip = config.flip_prob > 0 and rng.random() < config.flip_prob
@@ -228,14 +245,13 @@ def augment_clip(clip: ClipArrays, config: AugmentConfig, rng: np.random.Generat
         top, left, crop_h, crop_w = sample_crop_box(height, width, keep, config.crop_scale, rng)
         if flip:  # the box was drawn on the mirrored frame: mirror it back
             left = width - left - crop_w
-    columns = slice(left + crop_w - 1, left - 1 if left else None, -1) if flip else slice(left, left + crop_w)
-    window = (slice(None), slice(top, top + crop_h), columns)
     if flip or (crop_h, crop_w) != (height, width):
+        window = (slice(None), slice(top, top + crop_h), slice(left, left + crop_w))
         clip = replace(
             clip,
-            frames=np.ascontiguousarray(clip.frames[window]),
-            masks=np.ascontiguousarray(clip.masks[window]),
-            global_frames=np.ascontiguousarray(clip.global_frames[window]),
+            frames=cut_window(clip.frames, window, flip),
+            masks=cut_window(clip.masks, window, flip),
+            global_frames=cut_window(clip.global_frames, window, flip),
         )
     if flip:
         clip = replace(clip, sentence=swap_left_right(clip.sentence))
@@ -267,17 +283,17 @@ def resize_masks(masks: np.ndarray, size: int) -> np.ndarray:
 
 
 def to_model_input(clip: ClipArrays, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Resize and normalise as the official evaluation.
+    """Resize as the official evaluation, on uint8 (:func:`locater.preprocess.normalise_frames` finishes it).
 
     Returns:
-        frames ``T x 3 x S x S``, masks ``T x 1 x S x S`` float (0/1, :func:`resize_masks`), global frames
-        ``N1 x 3 x S x S``.
+        frames ``T x 3 x S x S`` uint8, masks ``T x 1 x S x S`` bool (:func:`resize_masks`), global frames
+        ``N1 x 3 x S x S`` uint8; the trainer turns them into float on its device.
     """
-    frames = preprocess_frames(clip.frames, size)
-    masks = torch.from_numpy(resize_masks(clip.masks, size)).float()[:, None]
+    frames = resize_frames_uint8(clip.frames, size)
+    masks = torch.from_numpy(np.ascontiguousarray(resize_masks(clip.masks, size)))[:, None]
     global_frames = (
-        preprocess_frames(clip.global_frames, size)
+        resize_frames_uint8(clip.global_frames, size)
         if len(clip.global_frames)
-        else torch.zeros(0, 3, size, size, dtype=frames.dtype)
+        else torch.zeros(0, 3, size, size, dtype=torch.uint8)
     )
     return frames, masks, global_frames

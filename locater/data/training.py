@@ -55,9 +55,10 @@ class ReferringClipDataset(Dataset):
         train: random clip position and global frames (and augmentation); otherwise deterministic.
         seed: base seed of the per-item generators.
 
-    Items are dicts: ``frames`` T x 3 x S x S, ``global_frames`` N1 x 3 x S x S, ``input_ids`` 22 (long),
-    ``masks`` T x 1 x S x S float, ``mask_valid`` T bool, ``sentence``, ``video``, ``expression`` (str),
-    ``frame_ids`` (list of T frame ids).
+    Items are dicts: ``frames`` T x 3 x S x S uint8, ``global_frames`` N1 x 3 x S x S uint8 (resized, not yet
+    normalised: :func:`locater.preprocess.normalise_frames` on the training device), ``input_ids`` 22 (long),
+    ``masks`` T x 1 x S x S bool (float on the training device), ``mask_valid`` T bool, ``sentence``,
+    ``video``, ``expression`` (str), ``frame_ids`` (list of T frame ids).
     """
 
     def __init__(

@@ -15,12 +15,14 @@ import random
 import re
 from collections.abc import Iterator
 
+import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from locater.config import Config
+from locater.config import Config, ConfigError
 from locater.data.augment import AugmentConfig
+from locater.data.frame_cache import CachedFrames
 from locater.data.layout import LayoutSplit
 from locater.data.synthetic.stream import SyntheticClipStream
 from locater.data.training import ReferringClipDataset, collate_clips
@@ -128,9 +130,9 @@ def _seeded_generators(entropy: list[int]) -> Iterator[None]:
 def seed_worker(worker_id: int, seed: int, rank: int) -> None:
     """DataLoader worker seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top).
 
-    OpenCV's thread count is left alone here: ``cv2.setNumThreads`` in a forked worker tears down the thread pool
+    OpenCV's thread count is not set here: ``cv2.setNumThreads`` in a forked worker tears down the thread pool
     inherited from the parent and can wait forever on a condition variable the parent's threads held at the fork
-    (seen as a hung training run)."""
+    (seen as a hung training run). :func:`build_loader` sets it in the parent, before the workers start."""
     value = int(np.random.SeedSequence([seed, rank, worker_id, 3]).generate_state(1)[0])
     random.seed(value)
     np.random.seed(value)
@@ -153,10 +155,26 @@ def ytvos_training_split(root: str, exclude_local_val: bool) -> YTVOSSplit:
     return split.subset(kept)
 
 
+def build_train_source(cfg: Config) -> LayoutSplit | YTVOSSplit:
+    """The reader of the files ``train.data.source`` names (``layout`` or ``ytvos``; the synthetic source has no
+    files)."""
+    data = cfg.train.data
+    if data.source == "layout":
+        return LayoutSplit.open(data.split_dir)
+    if data.source == "ytvos":
+        return ytvos_training_split(data.ytvos_root, data.ytvos_exclude_local_val)
+    raise ConfigError(f"train.data.source={data.source} reads no files: no frames to cache or read")
+
+
 def build_train_dataset(cfg: Config) -> Dataset:
-    """The training dataset that ``train.data.source`` names."""
+    """The training dataset that ``train.data.source`` names (read through ``train.data.frame_cache`` if set)."""
     data, model = cfg.train.data, cfg.model
     num_global_frames = model.global_memory.num_frames if model.global_memory.size > 0 else 0
+    if data.frame_cache is not None and (data.source == "synthetic" or not isinstance(data.frame_cache, str)):
+        raise ConfigError(
+            f"train.data.frame_cache={data.frame_cache!r}: a folder path, for the layout and ytvos sources only "
+            f"(train.data.source={data.source})"
+        )
     if data.source == "synthetic":
         return SyntheticClipStream(
             samples_per_epoch=data.samples_per_epoch,
@@ -172,10 +190,9 @@ def build_train_dataset(cfg: Config) -> Dataset:
             frame_stride=data.synthetic_frame_stride,
             seed=cfg.seed,
         )
-    if data.source == "layout":
-        source = LayoutSplit.open(data.split_dir)
-    else:  # ytvos, the last choice load_config allows
-        source = ytvos_training_split(data.ytvos_root, data.ytvos_exclude_local_val)
+    source = build_train_source(cfg)
+    if data.frame_cache is not None:
+        source = CachedFrames(source, data.frame_cache)
     return ReferringClipDataset(
         source,
         clip_length=cfg.train.clip_length,
@@ -226,8 +243,14 @@ def next_batch(batches: Iterator) -> object:
 
 
 def build_loader(dataset: Dataset, cfg: Config, info: distributed.DistInfo, start: int) -> DataLoader:
-    """An endless DataLoader over :class:`TrainingSampler` keys from global stream position ``start``."""
+    """An endless DataLoader over :class:`TrainingSampler` keys from global stream position ``start``.
+
+    With workers, OpenCV is set to one thread in this process before they start, and they inherit it: each worker
+    is one of several processes sharing the cores, and OpenCV's own threads on top of them made 6 workers on 2
+    cores about half as fast (the trainer's own process needs no OpenCV threads)."""
     workers = cfg.train.data.num_workers
+    if workers > 0:
+        cv2.setNumThreads(1)  # here, never in a forked worker (see seed_worker)
     sampler = TrainingSampler(len(dataset), cfg.seed, info.rank, info.world_size, start)
     return DataLoader(
         SeededSamples(dataset, cfg.seed),

@@ -58,6 +58,7 @@ from locater.engine.validation import (
 )
 from locater.errors import EXIT_NON_FINITE, InterruptedRun, LocaterError
 from locater.model.loading import build_model
+from locater.preprocess import normalise_frames
 
 logger = logging.getLogger(__name__)
 
@@ -219,7 +220,9 @@ class Trainer:
     def _micro_step(
         self, network: torch.nn.Module, batch: dict
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        masks = batch["masks"].to(self.device, non_blocking=True)
+        masks = (
+            batch["masks"].to(self.device, non_blocking=True).float()
+        )  # bool in the batch: a quarter of the bytes
         valid = batch["mask_valid"]
         draw = torch.rand(valid.shape, generator=self.teacher_generator)
         select = valid & (draw < self.t.teacher_forcing)
@@ -230,9 +233,9 @@ class Trainer:
         select = select.to(self.device)
         with self._autocast():
             logits, aux = network(
-                batch["global_frames"].to(self.device, non_blocking=True),
+                normalise_frames(batch["global_frames"].to(self.device, non_blocking=True)),
                 batch["input_ids"].to(self.device, non_blocking=True),
-                batch["frames"].to(self.device, non_blocking=True),
+                normalise_frames(batch["frames"].to(self.device, non_blocking=True)),
                 memory_masks=masks,
                 memory_mask_select=select,
             )

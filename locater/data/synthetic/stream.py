@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from locater.data.indices import random_global_frame_numbers
 from locater.data.synthetic import KINDS, generate_video
 from locater.data.synthetic.scenes import SyntheticVideo, crossing_frame
-from locater.preprocess import preprocess_frames
+from locater.preprocess import resize_frames_uint8
 from locater.tokenizer import tokenize
 
 
@@ -47,9 +47,10 @@ class SyntheticClipStream(Dataset):
             frames (a curriculum on motion speed; the test videos are read at stride 1).
         seed: base seed.
 
-    Items (see ``__getitem__``): ``frames`` ``T x 3 x S x S``, ``global_frames`` ``N1 x 3 x S x S``, ``input_ids``
-    ``L`` int64, ``masks`` ``T x 1 x S x S`` float {0, 1}, ``mask_valid`` ``T`` bool, ``context`` ``T`` bool (the
-    context frame, see ``context_frame``), ``sentence``, ``video``, ``expression``.
+    Items (see ``__getitem__``): ``frames`` ``T x 3 x S x S`` uint8, ``global_frames`` ``N1 x 3 x S x S`` uint8
+    and ``masks`` ``T x 1 x S x S`` bool (normalised and made float on the training device), ``input_ids`` ``L``
+    int64, ``mask_valid`` ``T`` bool, ``context`` ``T`` bool (the context frame, see ``context_frame``),
+    ``sentence``, ``video``, ``expression``.
     """
 
     accepts_sample_keys = (
@@ -120,10 +121,10 @@ class SyntheticClipStream(Dataset):
         return self._token_cache[sentence]
 
     def _resize_masks(self, masks: np.ndarray) -> torch.Tensor:
-        tensor = torch.from_numpy(masks.astype(np.float32))[:, None]  # T x 1 x H x W
+        tensor = torch.from_numpy(masks.astype(bool))[:, None]  # T x 1 x H x W
         if tensor.shape[-1] != self.image_size or tensor.shape[-2] != self.image_size:
             size = (self.image_size, self.image_size)
-            tensor = (F.interpolate(tensor, size=size, mode="bilinear", align_corners=True) > 0.5).float()
+            tensor = F.interpolate(tensor.float(), size=size, mode="bilinear", align_corners=True) > 0.5
         return tensor
 
     def _start_across_crossing(
@@ -167,15 +168,15 @@ class SyntheticClipStream(Dataset):
         global_numbers = random_global_frame_numbers(length, self.num_global_frames, rng)
         expression = video.expressions[int(rng.integers(len(video.expressions)))]  # SPAT, TEMP: either twin
         global_frames = (
-            preprocess_frames(video.frames[[n - 1 for n in global_numbers]], self.image_size)
+            resize_frames_uint8(video.frames[[n - 1 for n in global_numbers]], self.image_size)
             if global_numbers
-            else torch.zeros(0, 3, self.image_size, self.image_size)
+            else torch.zeros(0, 3, self.image_size, self.image_size, dtype=torch.uint8)
         )
         context = torch.zeros(self.clip_length, dtype=torch.bool)
         # a one-frame clip stays supervised
         context[0] = self.context_frame and start > 0 and self.clip_length > 1
         return {
-            "frames": preprocess_frames(video.frames[clip], self.image_size),
+            "frames": resize_frames_uint8(video.frames[clip], self.image_size),
             "global_frames": global_frames,
             "input_ids": self._tokens(expression.sentence),
             "masks": self._resize_masks(video.masks[expression.target, clip]),
