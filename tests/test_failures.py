@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -134,27 +133,6 @@ def test_a_failed_copy_of_last_pt_keeps_the_previous_pair(tmp_path, monkeypatch)
     assert load_training_checkpoint(manager.last_path)["step"] == 1
     assert load_training_checkpoint(manager.step_path(2))["step"] == 2
     assert _leftovers(manager.directory) == []
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 1 MiB tmpfs (root and a mount-capable container only; skipped elsewhere)."""
-    if getattr(os, "geteuid", lambda: -1)() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a tmpfs needs root")
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)], capture_output=True, text=True
-    )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
-    try:
-        yield disk
-    finally:
-        unmounted = subprocess.run(["umount", str(disk)], capture_output=True, text=True)
-        if unmounted.returncode != 0:  # a file still open there: detach it anyway, and say so
-            subprocess.run(["umount", "-l", str(disk)], check=False)
-            pytest.fail(f"the tmpfs was busy (a file left open?): {unmounted.stderr.strip()}")
 
 
 def test_a_real_full_disk_names_the_file_and_enospc(tiny_disk):

@@ -1,5 +1,6 @@
 """The decoded-frame cache: the same training samples without decoding, and no stale or unsafe read."""
 
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from locater.data.frames import DataError, write_png
 from locater.data.layout import LayoutSplit
 from locater.engine.distributed import DistInfo
 from locater.engine.sampler import build_loader, build_train_dataset
+from locater.errors import OutputError
 from locater.paths import UnsafePathError
 
 TENSORS = ("frames", "global_frames", "masks", "mask_valid", "input_ids")
@@ -105,6 +107,20 @@ def test_rebuild_keeps_fresh_entries_and_a_changed_frame_is_never_read_stale(spl
     with pytest.raises(DataError, match=r"00004\.png: was removed after the frame cache"):
         CachedFrames(split, cache_dir).load_frame(video, "00004")
 
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a process that is gone: its temporary file is an interrupted build's leftover
+    leftover = cache_dir / "videos" / f".{video}.npy.tmp{dead.pid}"
+    leftover.write_bytes(b"half an array")
+    write_png(path, image)
+    build_frame_cache(split, cache_dir, progress=False)
+    assert not leftover.exists()
+
+    header = cache_dir / "cache.json"
+    header.write_text(header.read_text().replace('"version": 1', '"version": 0'))
+    with pytest.raises(DataError, match="frame cache version 0, this code reads version 1; rebuild"):
+        CachedFrames(split, cache_dir)
+    assert build_frame_cache(split, cache_dir, progress=False).built == 3  # every entry, in the new version
+
 
 def test_missing_foreign_and_incomplete_caches_are_named(split_dir, tmp_path):
     split = LayoutSplit.open(split_dir)
@@ -122,11 +138,19 @@ def test_missing_foreign_and_incomplete_caches_are_named(split_dir, tmp_path):
     (cache_dir / "videos" / f"{video}.json").unlink()
     with pytest.raises(DataError, match=rf"no entry for 1 of 3 videos \(first: '{video}'\)"):
         CachedFrames(split, cache_dir)
-    build_frame_cache(split, cache_dir, progress=False)  # resumes: only that video again
+    resumed = build_frame_cache(split, cache_dir, progress=False)
+    assert (resumed.built, resumed.up_to_date) == (1, 2)  # only that video again
     array = cache_dir / "videos" / f"{video}.npy"
+    good = array.read_bytes()
     np.save(array, np.zeros((2, 4, 4, 3), np.uint8))  # an entry that does not match its index
     with pytest.raises(DataError, match=r"does not match its index .*rebuild"):
         CachedFrames(split, cache_dir).load_frame(video, "00001")
+    repaired = build_frame_cache(split, cache_dir, progress=False)  # the advice in the message works
+    assert (repaired.built, repaired.up_to_date) == (1, 2) and array.read_bytes() == good
+    array.write_bytes(good[: len(good) // 2])  # cut short
+    with pytest.raises(DataError, match=r"unreadable frame cache entry .*rebuild"):
+        CachedFrames(split, cache_dir).load_frame(video, "00001")
+    assert build_frame_cache(split, cache_dir, progress=False).built == 1 and array.read_bytes() == good
     with pytest.raises(DataError, match="frame 99999 of video .* is not in the frame cache"):
         CachedFrames(split, cache_dir).load_frame(split.samples[0].video, "99999")
 
@@ -137,7 +161,8 @@ class _FakeSource:
     def __init__(self, root: Path, video: str, images: list[np.ndarray]) -> None:
         self.root = root
         self.images = images
-        self.samples = [SimpleNamespace(video=video, frames=[f"{i:05d}" for i in range(1, len(images) + 1)])]
+        frames = [f"{i:05d}" for i in range(1, len(images) + 1)]
+        self.samples = [SimpleNamespace(video=video, frames=frames, num_frames=len(frames))]
         for i, image in enumerate(images, 1):
             write_png(root / f"{i:05d}.png", image)
 
@@ -146,6 +171,9 @@ class _FakeSource:
 
     def load_frame(self, video: str, frame: str) -> np.ndarray:
         return self.images[int(frame) - 1]
+
+    def global_frames(self, sample, num_global_frames: int) -> list[str]:
+        return sample.frames[:num_global_frames]
 
 
 def test_unsafe_video_ids_and_mixed_frame_sizes_are_refused(tmp_path):
@@ -160,6 +188,38 @@ def test_unsafe_video_ids_and_mixed_frame_sizes_are_refused(tmp_path):
     ):
         build_frame_cache(mixed, tmp_path / "cache_b", progress=False)
     assert not list((tmp_path / "cache_b" / "videos").glob("*.json"))  # nothing half-written is readable
+
+
+def test_global_frames_beyond_the_listed_frames_are_cached(split_dir, tmp_path):
+    """A layout video may list fewer frames than it has; its global memory still draws from all of them."""
+    copy = tmp_path / "split"
+    subprocess.run(["cp", "-r", str(split_dir), str(copy)], check=True)
+    expressions = copy / "A2D_train_expressions.json"
+    data = json.loads(expressions.read_text())
+    video = next(iter(data))
+    data[video]["frames"] = data[video]["frames"][:4]  # 8 frames on disk, 4 listed; labels stay among them
+    for expression in data[video]["expressions"].values():
+        expression["labels"] = [f for f in expression["labels"] if f in data[video]["frames"]]
+    expressions.write_text(json.dumps(data))
+    split = LayoutSplit.open(copy, strict=False)
+    sample = next(s for s in split.samples if s.video == video)
+    assert len(sample.frames) < sample.num_frames == 8
+    assert video_frames(split)[video] == [f"{n:05d}" for n in range(1, 9)]
+    build_frame_cache(split, tmp_path / "cache", progress=False)
+    cached = CachedFrames(split, tmp_path / "cache")
+    rng = np.random.default_rng(0)
+    drawn = {f for _ in range(50) for f in split.random_global_frames(sample, 2, rng)}
+    assert drawn - set(sample.frames)  # the global memory did draw frames outside the list
+    for frame in drawn:
+        assert np.array_equal(cached.load_frame(video, frame), split.load_frame(video, frame))
+
+
+def test_a_full_disk_is_a_named_error_and_leaves_nothing(tmp_path, tiny_disk):
+    big = [np.full((320, 427, 3), i, np.uint8) for i in range(4)]  # 1.6 MB of pixels on a 1 MiB disk
+    source = _FakeSource(tmp_path / "frames", "v", big)
+    with pytest.raises(OutputError, match=r"v\.npy: no space left on device \(ENOSPC"):
+        build_frame_cache(source, tiny_disk / "cache", progress=False)
+    assert sorted(p.name for p in (tiny_disk / "cache" / "videos").iterdir()) == []
 
 
 def test_parallel_build_writes_the_same_arrays(split_dir, tmp_path):

@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> str:
             print("measuring the training step on the GPU ...", flush=True)
             measured_gpu = run_in_fresh_process(_gpu_job, job, "training step on the GPU")
         for name, extra in (
-            ("PNG frames", []),
+            ("PNG frames", ["train.data.frame_cache=null"]),  # whatever the config names
             ("decoded-frame cache", [f"train.data.frame_cache={cache_dir}"]),
         ):
             source_job = dict(job, overrides=[*job["overrides"], *extra])

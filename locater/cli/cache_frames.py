@@ -3,8 +3,9 @@
 python tools/data/cache_frames.py --config configs/a2d/train.yaml --out datasets/A2D_cache/train --workers 8
 python tools/data/cache_frames.py --config configs/a2d/train.yaml train.data.frame_cache=datasets/A2D_cache/train
 
-The cache holds every frame the split's samples list, decoded to uint8 RGB at its own size (about 1.6x the disk
-space of A2D's PNG frames); training with train.data.frame_cache=DIR then reads them without decoding and gives
+The cache holds every frame training can read (the frames the split's samples list and those their global memory
+can draw from), decoded to uint8 RGB at its own size (400 KiB a 320 x 427 frame, 1.6x the A2D-like PNGs of
+tools/benchmark.py --data); training with train.data.frame_cache=DIR then reads them without decoding and gives
 the same samples. Running it again brings a cache up to date: entries whose source files are unchanged are kept.
 docs/training.md#decoded-frame-cache says when it pays.
 """

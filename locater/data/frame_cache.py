@@ -1,9 +1,13 @@
 """A decoded-frame cache for training: each video's frames decoded once, read back without decoding.
 
-Decoding a PNG frame of A2D (320 x 427) takes about 3 ms of CPU, more than half of what a DataLoader worker spends
-on a training clip; reading the same pixels from a memory-mapped array is a copy. The cache holds exactly the
-decoded pixels (uint8 RGB at the file's own size), so a training run gives the same samples with and without it;
-it costs about 1.6x the disk space of A2D's PNG frames (and more against JPEG frames).
+Decoding a 320 x 427 PNG frame takes about 3 ms of CPU, and the 8 frames of an A2D training clip most of what a
+DataLoader worker spends on the clip; reading the same pixels from a memory-mapped array is a copy. The cache holds
+exactly the decoded pixels (uint8 RGB at the file's own size), so a training run gives the same samples with and
+without it. Raw pixels take 400 KiB a 320 x 427 frame: 1.6x the A2D-like PNG frames of ``tools/benchmark.py
+--data``, and many times JPEG frames.
+
+Which frames: every frame the split's samples list, and every frame their global memory can draw from
+(:func:`video_frames`).
 
 Layout of a cache folder (written by :func:`build_frame_cache`, ``tools/data/cache_frames.py``)::
 
@@ -23,7 +27,7 @@ import json
 import logging
 import os
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -52,6 +56,8 @@ class FrameSource(Protocol):
 
     def load_frame(self, video: str, frame: str) -> np.ndarray: ...
 
+    def global_frames(self, sample, num_global_frames: int) -> list[str]: ...
+
 
 def build_command(cache_dir: str | Path) -> str:
     """How to (re)build a cache, for error messages."""
@@ -59,25 +65,44 @@ def build_command(cache_dir: str | Path) -> str:
 
 
 def video_frames(source: FrameSource) -> dict[str, list[str]]:
-    """Every video of ``source.samples`` with the frames its samples list, in first-seen order."""
+    """Every video of ``source.samples`` with every frame training can read, in first-seen order: the frames its
+    samples list, and the frames its global memory can draw from. The reader's own rule answers the latter:
+    ``global_frames(sample, sample.num_frames)`` is one segment a frame, so every frame a segment can give (a
+    layout split's global frames come from the whole video, which its ``frames`` list may not cover)."""
     videos: dict[str, dict[str, None]] = {}
     for sample in source.samples:
-        videos.setdefault(sample.video, {}).update(dict.fromkeys(sample.frames))
+        frames = videos.setdefault(sample.video, {})
+        frames.update(dict.fromkeys(sample.frames))
+        frames.update(dict.fromkeys(source.global_frames(sample, sample.num_frames)))
     return {video: list(frames) for video, frames in videos.items()}
 
 
 def _stat(path: Path) -> list[int] | None:
+    """``[size, mtime_ns]`` of a source file, ``None`` when it does not exist."""
     try:
         info = path.stat()
     except FileNotFoundError:
         return None
+    except OSError as error:
+        raise DataError(
+            f"{path}: cannot read the file's size and time ({error.strerror or error})"
+        ) from error
     return [info.st_size, info.st_mtime_ns]
 
 
-def _entry_paths(cache_dir: Path, video: str) -> tuple[Path, Path]:
+def _entry_paths(cache_dir: Path, video: str, source: object = None) -> tuple[Path, Path]:
     videos = cache_dir / "videos"
-    array = contained_path(videos, f"{video}.npy", source=cache_dir, what="video id")
+    array = contained_path(videos, f"{video}.npy", source=source or cache_dir, what="video id")
     return array, array.with_suffix(".json")
+
+
+def _array_shape(array_path: Path) -> tuple[np.dtype, tuple[int, ...]] | None:
+    """dtype and shape from an ``.npy`` header, ``None`` for a file that is not one (or is cut short)."""
+    try:
+        array = np.load(array_path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    return array.dtype, array.shape
 
 
 @dataclass
@@ -91,31 +116,46 @@ class CacheReport:
 
 
 def _is_fresh(source: FrameSource, video: str, frames: list[str], index_path: Path, array_path: Path) -> bool:
+    """The entry holds exactly these frames, its array matches its index, and no source file changed since."""
     if not index_path.is_file() or not array_path.is_file():
         return False
     try:
         index = json.loads(index_path.read_text())
     except (OSError, ValueError):
         return False
-    if index.get("frames") != frames:
+    if (
+        not isinstance(index, dict)
+        or index.get("frames") != frames
+        or len(index.get("sources", [])) != len(frames)
+    ):
         return False
-    return all(_stat(source.frame_path(video, f)) == s for f, s in zip(frames, index.get("sources", [])))
+    expected = (np.dtype(np.uint8), (len(frames), index.get("height"), index.get("width"), 3))
+    if _array_shape(array_path) != expected:
+        return False
+    return all(_stat(source.frame_path(video, f)) == s for f, s in zip(frames, index["sources"]))
 
 
-def _build_video(source: FrameSource, cache_dir: Path, video: str, frames: list[str]) -> tuple[bool, int]:
-    """Decode one video into its cache entry unless it is up to date; (built, bytes written)."""
-    array_path, index_path = _entry_paths(cache_dir, video)
-    if _is_fresh(source, video, frames, index_path, array_path):
+def _build_video(
+    source: FrameSource, cache_dir: Path, video: str, frames: list[str], rebuild: bool = False
+) -> tuple[bool, int]:
+    """Decode one video into its cache entry unless it is up to date (``rebuild``: in any case); (built, bytes
+    written)."""
+    array_path, index_path = _entry_paths(cache_dir, video, source.root)
+    if not rebuild and _is_fresh(source, video, frames, index_path, array_path):
         return False, 0
     sources = [_stat(source.frame_path(video, f)) for f in frames]  # before decoding: a later edit is seen
     first = source.load_frame(video, frames[0])
     height, width = first.shape[:2]
     array_path.parent.mkdir(parents=True, exist_ok=True)
     index_path.unlink(missing_ok=True)  # an entry without its index is never read
-    with atomic_output(array_path) as tmp:
-        array = np.lib.format.open_memmap(
-            tmp, mode="w+", dtype=np.uint8, shape=(len(frames), height, width, 3)
-        )
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (len(frames), height, width, 3),
+    }
+    # plain writes, not a memory map: a full disk is then an OSError that atomic_output names, not a SIGBUS
+    with atomic_output(array_path) as tmp, open(tmp, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
         for i, frame in enumerate(frames):
             image = first if i == 0 else source.load_frame(video, frame)
             if image.shape != first.shape:
@@ -123,9 +163,7 @@ def _build_video(source: FrameSource, cache_dir: Path, video: str, frames: list[
                     f"{source.frame_path(video, frame)}: frame is {image.shape[0]} x {image.shape[1]}, the "
                     f"video's first frame {frames[0]} is {height} x {width}; a video's frames must share one size"
                 )
-            array[i] = image
-        array.flush()
-        del array
+            handle.write(np.ascontiguousarray(image, dtype=np.uint8).tobytes())
     write_json_atomic(index_path, {"frames": frames, "height": height, "width": width, "sources": sources})
     return True, array_path.stat().st_size
 
@@ -138,9 +176,9 @@ def _init_worker(source: FrameSource) -> None:
     _WORKER_SOURCE = source
 
 
-def _build_in_worker(cache_dir: Path, video: str, frames: list[str]) -> tuple[bool, int]:
+def _build_in_worker(cache_dir: Path, video: str, frames: list[str], rebuild: bool) -> tuple[bool, int]:
     assert _WORKER_SOURCE is not None
-    return _build_video(_WORKER_SOURCE, cache_dir, video, frames)
+    return _build_video(_WORKER_SOURCE, cache_dir, video, frames, rebuild)
 
 
 def build_frame_cache(
@@ -160,18 +198,24 @@ def build_frame_cache(
         raise ValueError(f"workers must be at least 1, got {workers}")
     header = {"format": CACHE_FORMAT, "version": CACHE_VERSION, "source": str(Path(source.root).resolve())}
     header_path = cache_dir / "cache.json"
+    rebuild = False
     if header_path.is_file():
-        existing = _read_header(cache_dir)
+        existing = _read_header(cache_dir, check_version=False)
         if existing["source"] != header["source"]:
             raise DataError(
                 f"{header_path}: this frame cache was built from {existing['source']}, not {header['source']}; "
                 "use another folder for each split"
             )
+        rebuild = existing.get("version") != CACHE_VERSION
+        if rebuild:
+            logger.info(
+                "%s: frame cache version %s, rebuilding every entry", header_path, existing.get("version")
+            )
     cache_dir.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(cache_dir / "videos")
     write_json_atomic(header_path, header)
     videos = video_frames(source)
     report = CacheReport()
-    bar = tqdm(total=len(videos), desc="caching frames", unit="video", disable=not progress)
 
     def count(video: str, result: tuple[bool, int]) -> None:
         built, size = result
@@ -181,24 +225,44 @@ def build_frame_cache(
         report.bytes_written += size
         bar.update()
 
-    try:
-        if workers == 1:
+    if workers == 1:
+        with tqdm(total=len(videos), desc="caching frames", unit="video", disable=not progress) as bar:
             for video, frames in videos.items():
-                count(video, _build_video(source, cache_dir, video, frames))
-        else:
-            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(source,)) as pool:
-                futures = {
-                    video: pool.submit(_build_in_worker, cache_dir, video, frames)
-                    for video, frames in videos.items()
-                }
-                for video, future in futures.items():
-                    count(video, future.result())
-    finally:
-        bar.close()
+                count(video, _build_video(source, cache_dir, video, frames, rebuild))
+        return report
+    # the pool's processes start before the progress bar's thread does
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(source,)) as pool:
+        futures = {
+            pool.submit(_build_in_worker, cache_dir, video, frames, rebuild): video
+            for video, frames in videos.items()
+        }
+        with tqdm(total=len(videos), desc="caching frames", unit="video", disable=not progress) as bar:
+            try:
+                for future in as_completed(futures):
+                    count(futures[future], future.result())
+            except BaseException:
+                pool.shutdown(wait=True, cancel_futures=True)  # the first error now, not after every video
+                raise
     return report
 
 
-def _read_header(cache_dir: Path) -> dict:
+def _remove_dead_temporaries(videos_dir: Path) -> None:
+    """Delete the temporary files of builds whose process is gone (an interrupted build's leftovers)."""
+    if not videos_dir.is_dir():
+        return
+    for path in videos_dir.rglob(".*.tmp*"):
+        pid = path.name.rsplit(".tmp", 1)[-1]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+        except PermissionError:  # a live process of another user
+            continue
+
+
+def _read_header(cache_dir: Path, check_version: bool = True) -> dict:
     path = cache_dir / "cache.json"
     if not path.is_file():
         raise DataError(
@@ -210,7 +274,7 @@ def _read_header(cache_dir: Path) -> dict:
         raise DataError(f"{path}: unreadable frame cache header ({error})") from error
     if not isinstance(header, dict) or header.get("format") != CACHE_FORMAT or "source" not in header:
         raise DataError(f"{path}: not a locater frame cache header")
-    if header.get("version") != CACHE_VERSION:
+    if check_version and header.get("version") != CACHE_VERSION:
         raise DataError(
             f"{path}: frame cache version {header.get('version')}, this code reads version {CACHE_VERSION}; "
             f"rebuild it with `{build_command(cache_dir)}`"
@@ -247,7 +311,7 @@ class CachedFrames:
                 f"training reads {expected}"
             )
         videos = video_frames(source)
-        missing = [v for v in videos if not _entry_paths(self.cache_dir, v)[1].is_file()]
+        missing = [v for v in videos if not _entry_paths(self.cache_dir, v, self.source.root)[1].is_file()]
         if missing:
             raise DataError(
                 f"{self.cache_dir}: frame cache has no entry for {len(missing)} of {len(videos)} videos "
@@ -282,7 +346,7 @@ class CachedFrames:
         position = entry.positions.get(frame)
         if position is None:
             raise DataError(
-                f"{_entry_paths(self.cache_dir, video)[1]}: frame {frame} of video {video!r} is not in the "
+                f"{_entry_paths(self.cache_dir, video, self.source.root)[1]}: frame {frame} of video {video!r} is not in the "
                 f"frame cache; rebuild it with `{build_command(self.cache_dir)}`"
             )
         path = self.source.frame_path(video, frame)
@@ -299,12 +363,21 @@ class CachedFrames:
         if entry is not None:
             self._open.move_to_end(video)
             return entry
-        array_path, index_path = _entry_paths(self.cache_dir, video)
+        array_path, index_path = _entry_paths(self.cache_dir, video, self.source.root)
         try:
             index = json.loads(index_path.read_text())
+        except (OSError, ValueError) as error:
+            raise DataError(
+                f"{index_path}: unreadable frame cache index ({error}); rebuild it with "
+                f"`{build_command(self.cache_dir)}`"
+            ) from error
+        try:
             array = np.load(array_path, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise DataError(f"{array_path}: unreadable frame cache entry ({error})") from error
+            raise DataError(
+                f"{array_path}: unreadable frame cache entry ({error}); rebuild it with "
+                f"`{build_command(self.cache_dir)}`"
+            ) from error
         frames = index.get("frames") if isinstance(index, dict) else None
         shape = (len(frames or []), index.get("height"), index.get("width"), 3) if frames else None
         if (

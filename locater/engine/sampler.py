@@ -127,12 +127,16 @@ def _seeded_generators(entropy: list[int]) -> Iterator[None]:
         torch.set_rng_state(torch_state)
 
 
-def seed_worker(worker_id: int, seed: int, rank: int) -> None:
+def seed_worker(worker_id: int, seed: int, rank: int, fresh_process: bool = False) -> None:
     """DataLoader worker seeding from ``(seed, rank, worker)`` (items are reseeded per sample on top).
 
-    OpenCV's thread count is not set here: ``cv2.setNumThreads`` in a forked worker tears down the thread pool
-    inherited from the parent and can wait forever on a condition variable the parent's threads held at the fork
-    (seen as a hung training run). :func:`build_loader` sets it in the parent, before the workers start."""
+    OpenCV's thread count is set here only in a worker started afresh (``fresh_process``: the spawn and
+    forkserver start methods), which inherits nothing from the parent. In a forked worker ``cv2.setNumThreads``
+    tears down the thread pool inherited from the parent and can wait forever on a condition variable the parent's
+    threads held at the fork (seen as a hung training run); :func:`build_loader` sets it in the parent before
+    forking instead."""
+    if fresh_process:
+        cv2.setNumThreads(1)
     value = int(np.random.SeedSequence([seed, rank, worker_id, 3]).generate_state(1)[0])
     random.seed(value)
     np.random.seed(value)
@@ -245,11 +249,15 @@ def next_batch(batches: Iterator) -> object:
 def build_loader(dataset: Dataset, cfg: Config, info: distributed.DistInfo, start: int) -> DataLoader:
     """An endless DataLoader over :class:`TrainingSampler` keys from global stream position ``start``.
 
-    With workers, OpenCV is set to one thread in this process before they start, and they inherit it: each worker
-    is one of several processes sharing the cores, and OpenCV's own threads on top of them made 6 workers on 2
-    cores about half as fast (the trainer's own process needs no OpenCV threads)."""
+    With workers, OpenCV runs on one thread in each of them (set in this process before forked workers start, which
+    inherit it, or in each worker started afresh): each worker is one of several processes sharing the cores, and
+    OpenCV's own threads on top of them made 6 workers on 2 cores about half as fast (the trainer's own process
+    needs no OpenCV threads)."""
     workers = cfg.train.data.num_workers
-    if workers > 0:
+    # the start method the DataLoader will use, read without fixing it (get_start_method() would)
+    mp = torch.multiprocessing
+    forked = (mp.get_start_method(allow_none=True) or mp.get_all_start_methods()[0]) == "fork"
+    if workers > 0 and forked:
         cv2.setNumThreads(1)  # here, never in a forked worker (see seed_worker)
     sampler = TrainingSampler(len(dataset), cfg.seed, info.rank, info.world_size, start)
     return DataLoader(
@@ -258,7 +266,9 @@ def build_loader(dataset: Dataset, cfg: Config, info: distributed.DistInfo, star
         sampler=sampler,
         num_workers=workers,
         collate_fn=collate_clips,
-        worker_init_fn=functools.partial(seed_worker, seed=cfg.seed, rank=info.rank),
+        worker_init_fn=functools.partial(
+            seed_worker, seed=cfg.seed, rank=info.rank, fresh_process=not forked
+        ),
         generator=torch.Generator().manual_seed(cfg.seed * 1000 + info.rank),  # leaves the global RNG alone
         pin_memory=info.device.type == "cuda",
         persistent_workers=workers > 0,
