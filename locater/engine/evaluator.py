@@ -254,6 +254,19 @@ def run_plans(
     return frames_done, vision_passes
 
 
+def save_mask_png(
+    save_masks_dir: Path, video: str, expression: str, frame: str, mask: np.ndarray, ids_source: object
+) -> Path:
+    """Write ``save_masks_dir/<video>/<expression>/<frame>.png`` (0/255) from an ``H x W`` bool mask.
+
+    The ids come from a data file (``ids_source``, named in the error): the path is checked to stay under
+    ``save_masks_dir`` whatever they hold."""
+    out = contained_path(
+        save_masks_dir, video, expression, f"{frame}.png", source=ids_source, what="video or expression id"
+    )
+    return write_png(out, mask.astype(np.uint8) * 255)
+
+
 @torch.inference_mode()
 def evaluate_layout_split(
     model: Locater,
@@ -293,16 +306,7 @@ def evaluate_layout_split(
             )
             if save_masks_dir is not None:
                 mask = logits_to_masks(logits[row, 0].float(), target.shape).cpu().numpy()
-                # the ids come from the expressions file: the mask stays under save_masks_dir whatever they hold
-                out = contained_path(
-                    save_masks_dir,
-                    plan.video,
-                    sample.expression,
-                    f"{frame}.png",
-                    source=ids_source,
-                    what="video or expression id",
-                )
-                write_png(out, mask.astype(np.uint8) * 255)
+                save_mask_png(save_masks_dir, plan.video, sample.expression, frame, mask, ids_source)
 
     frames_done, vision_passes = run_plans(
         model,

@@ -18,14 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from locater.data.frames import write_png
 from locater.engine import distributed
 from locater.engine.davis_protocol import combine_by_argmax, match_objects, pair_scores
-from locater.engine.evaluator import VideoPlan, run_plans, shard_plans
+from locater.engine.evaluator import VideoPlan, run_plans, save_mask_png, shard_plans
 from locater.engine.metrics import MASK_THRESHOLD, JFRecord, score_jf_frame
 from locater.live import LiveSettings
 from locater.model.locater import Locater
-from locater.paths import contained_path
 from locater.preprocess import logits_to_probabilities
 
 UNSUPERVISED_EXPRESSION = (
@@ -150,16 +148,7 @@ def evaluate_jf(
                 score_jf_frame(mask, target, group(plan.video, expression), plan.video, expression, frame)
             )
             if save_masks_dir is not None:
-                # the ids come from the data files: the mask stays under save_masks_dir whatever they hold
-                out = contained_path(
-                    save_masks_dir,
-                    plan.video,
-                    expression,
-                    f"{frame}.png",
-                    source=ids_source,
-                    what="video or expression id",
-                )
-                write_png(out, mask.astype(np.uint8) * 255)
+                save_mask_png(save_masks_dir, plan.video, expression, frame, mask, ids_source)
         if extra is not None:
             extra.add(plan, frame, probabilities)
 

@@ -35,9 +35,10 @@ import csv
 import io
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -359,20 +360,33 @@ def read_per_frame_csv(path: str | Path) -> list[FrameRecord]:
     Raises:
         ValueError: the file is missing, has another header or a bad row (the message names the file and line).
     """
+
+    def parse(row: list[str]) -> FrameRecord:
+        video, expression, frame, intersection, union, _ = row
+        return FrameRecord(video, expression, frame, int(intersection), int(union))
+
+    return read_csv_records(path, ["video", "expression", "frame", "intersection", "union", "iou"], parse)
+
+
+def read_csv_records(path: str | Path, header: list[str], parse: Callable[[list[str]], Any]) -> list:
+    """``parse(row)`` of every row of a CSV file whose first row is ``header``.
+
+    Raises:
+        ValueError: the file is missing, has another header, or ``parse`` refuses a row (a ``ValueError``: the
+            message names the file and line).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: missing (did the evaluation run?)")
     records = []
     with path.open(newline="") as handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        expected = ["video", "expression", "frame", "intersection", "union", "iou"]
-        if header != expected:
-            raise ValueError(f"{path}: header {header}, expected {expected}")
+        found = next(reader, None)
+        if found != header:
+            raise ValueError(f"{path}: header {found}, expected {header}")
         for line, row in enumerate(reader, start=2):
             try:
-                video, expression, frame, intersection, union, _ = row
-                records.append(FrameRecord(video, expression, frame, int(intersection), int(union)))
+                records.append(parse(row))
             except ValueError as error:
                 raise ValueError(f"{path}, line {line}: {error}") from error
     return records
@@ -731,22 +745,12 @@ def read_jf_per_frame_csv(path: str | Path) -> list[JFRecord]:
     Raises:
         ValueError: the file is missing, has another header or a bad row (the message names the file and line).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: missing (did the evaluation run?)")
-    records = []
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header != JF_FRAME_HEADER:
-            raise ValueError(f"{path}: header {header}, expected {JF_FRAME_HEADER}")
-        for line, row in enumerate(reader, start=2):
-            try:
-                split, video, expression, frame, j, f = row
-                records.append(JFRecord(split, video, expression, frame, float(j), float(f)))
-            except ValueError as error:
-                raise ValueError(f"{path}, line {line}: {error}") from error
-    return records
+
+    def parse(row: list[str]) -> JFRecord:
+        split, video, expression, frame, j, f = row
+        return JFRecord(split, video, expression, frame, float(j), float(f))
+
+    return read_csv_records(path, JF_FRAME_HEADER, parse)
 
 
 def write_jf_per_expression_csv(rows: list[dict], path: str | Path) -> Path:
