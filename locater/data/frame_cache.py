@@ -96,13 +96,36 @@ def _entry_paths(cache_dir: Path, video: str, source: object = None) -> tuple[Pa
     return array, array.with_suffix(".json")
 
 
-def _array_shape(array_path: Path) -> tuple[np.dtype, tuple[int, ...]] | None:
-    """dtype and shape from an ``.npy`` header, ``None`` for a file that is not one (or is cut short)."""
+def _open_entry(cache_dir: Path, array_path: Path, index_path: Path) -> tuple[dict, np.ndarray]:
+    """A cache entry's index and its memory-mapped array, checked to match: ``N x H x W x 3`` uint8 for the index's
+    ``N`` frames of ``H x W``, one source record a frame.
+
+    Raises:
+        DataError: an unreadable index or array, or an array that does not match its index (the file named, and
+            how to rebuild).
+    """
+    rebuild = f"rebuild it with `{build_command(cache_dir)}`"
+    try:
+        index = json.loads(index_path.read_text())
+    except (OSError, ValueError) as error:
+        raise DataError(f"{index_path}: unreadable frame cache index ({error}); {rebuild}") from error
     try:
         array = np.load(array_path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
-        return None
-    return array.dtype, array.shape
+    except (OSError, ValueError) as error:
+        raise DataError(f"{array_path}: unreadable frame cache entry ({error}); {rebuild}") from error
+    frames = index.get("frames") if isinstance(index, dict) else None
+    shape = (len(frames), index.get("height"), index.get("width"), 3) if isinstance(frames, list) else None
+    if (
+        not frames
+        or array.dtype != np.uint8
+        or array.shape != shape
+        or len(index.get("sources", [])) != len(frames)
+    ):
+        raise DataError(
+            f"{array_path}: frame cache entry does not match its index {index_path.name} "
+            f"(array {array.dtype} {array.shape}); {rebuild}"
+        )
+    return index, array
 
 
 @dataclass
@@ -115,22 +138,15 @@ class CacheReport:
     bytes_written: int = 0
 
 
-def _is_fresh(source: FrameSource, video: str, frames: list[str], index_path: Path, array_path: Path) -> bool:
+def _is_fresh(
+    source: FrameSource, video: str, frames: list[str], cache_dir: Path, array_path: Path, index_path: Path
+) -> bool:
     """The entry holds exactly these frames, its array matches its index, and no source file changed since."""
-    if not index_path.is_file() or not array_path.is_file():
-        return False
     try:
-        index = json.loads(index_path.read_text())
-    except (OSError, ValueError):
+        index, _ = _open_entry(cache_dir, array_path, index_path)
+    except DataError:
         return False
-    if (
-        not isinstance(index, dict)
-        or index.get("frames") != frames
-        or len(index.get("sources", [])) != len(frames)
-    ):
-        return False
-    expected = (np.dtype(np.uint8), (len(frames), index.get("height"), index.get("width"), 3))
-    if _array_shape(array_path) != expected:
+    if index["frames"] != frames:
         return False
     return all(_stat(source.frame_path(video, f)) == s for f, s in zip(frames, index["sources"]))
 
@@ -141,7 +157,7 @@ def _build_video(
     """Decode one video into its cache entry unless it is up to date (``rebuild``: in any case); (built, bytes
     written)."""
     array_path, index_path = _entry_paths(cache_dir, video, source.root)
-    if not rebuild and _is_fresh(source, video, frames, index_path, array_path):
+    if not rebuild and _is_fresh(source, video, frames, cache_dir, array_path, index_path):
         return False, 0
     sources = [_stat(source.frame_path(video, f)) for f in frames]  # before decoding: a later edit is seen
     first = source.load_frame(video, frames[0])
@@ -310,7 +326,7 @@ class CachedFrames:
                 f"{self.cache_dir / 'cache.json'}: this frame cache was built from {header['source']}, "
                 f"training reads {expected}"
             )
-        videos = video_frames(source)
+        videos = list(dict.fromkeys(sample.video for sample in source.samples))  # only names are needed here
         missing = [v for v in videos if not _entry_paths(self.cache_dir, v, self.source.root)[1].is_file()]
         if missing:
             raise DataError(
@@ -364,33 +380,8 @@ class CachedFrames:
             self._open.move_to_end(video)
             return entry
         array_path, index_path = _entry_paths(self.cache_dir, video, self.source.root)
-        try:
-            index = json.loads(index_path.read_text())
-        except (OSError, ValueError) as error:
-            raise DataError(
-                f"{index_path}: unreadable frame cache index ({error}); rebuild it with "
-                f"`{build_command(self.cache_dir)}`"
-            ) from error
-        try:
-            array = np.load(array_path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise DataError(
-                f"{array_path}: unreadable frame cache entry ({error}); rebuild it with "
-                f"`{build_command(self.cache_dir)}`"
-            ) from error
-        frames = index.get("frames") if isinstance(index, dict) else None
-        shape = (len(frames or []), index.get("height"), index.get("width"), 3) if frames else None
-        if (
-            shape is None
-            or array.dtype != np.uint8
-            or array.shape != shape
-            or len(index.get("sources", [])) != len(frames)
-        ):
-            raise DataError(
-                f"{array_path}: frame cache entry does not match its index {index_path.name} "
-                f"(array {array.dtype} {array.shape}); rebuild it with `{build_command(self.cache_dir)}`"
-            )
-        entry = _Entry({f: i for i, f in enumerate(frames)}, index["sources"], array)
+        index, array = _open_entry(self.cache_dir, array_path, index_path)
+        entry = _Entry({f: i for i, f in enumerate(index["frames"])}, index["sources"], array)
         self._open[video] = entry
         if len(self._open) > OPEN_VIDEOS:
             self._open.popitem(last=False)
